@@ -1,0 +1,39 @@
+# The asyncio course: two commands do everything.
+#   make lab    build .venv/ on first use, then open JupyterLab on the course index
+#   make test   build .venv/ on first use, then run the whole suite
+# Other targets: make venv (only build), make exercises (regenerate exercises/ from solutions/),
+# make bench (print the tracing-overhead ratio).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: venv lab test exercises bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The course needs Python 3.11 or newer; run: make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+	@echo "The course environment is ready in $(VENV)/"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks/00_index.ipynb
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+exercises: $(STAMP)
+	$(BIN)/asynclab exercises
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_tracing.py
+
+clean:
+	rm -rf $(VENV) build site

@@ -1,0 +1,66 @@
+"""The course's exercise checks, one module per notebook.
+
+Each module ``asynclab.checks.nbNN_slug`` declares::
+
+    NOTEBOOK = "NN_slug"                 # the notebook's file name, without .ipynb
+    EXERCISES = {"fn_name": check_fn}    # the function the learner writes -> its check
+
+and every check has the signature ``check_fn(fn, *, variant="public") -> Report``.
+``variant="hidden"`` runs other inputs (other sizes, limits and latencies) that
+are not shown in the notebooks; the grader uses both.
+
+In a notebook, the check cell after an exercise is simply::
+
+    check(fetch_all_urls)
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import lru_cache
+from typing import Any, Callable
+
+from asynclab.checking import Report
+
+__all__ = ["check", "registry", "exercises_for", "CheckFn"]
+
+CheckFn = Callable[..., Report]
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, dict[str, CheckFn]]:
+    """``{notebook: {exercise: check}}`` for every checks module in this package."""
+    found: dict[str, dict[str, CheckFn]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not info.name.startswith("nb"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found[module.NOTEBOOK] = dict(module.EXERCISES)
+    return found
+
+
+def exercises_for(notebook: str) -> dict[str, CheckFn]:
+    """The checks of one notebook (by stem, e.g. ``"05_semaphore"``); empty if none."""
+    return registry().get(notebook, {})
+
+
+def _find(name: str) -> CheckFn:
+    for checks in registry().values():
+        if name in checks:
+            return checks[name]
+    known = sorted(n for checks in registry().values() for n in checks)
+    raise LookupError(f"there is no exercise called {name!r}; the exercises are: {', '.join(known)}")
+
+
+def check(fn: Any, *, name: str | None = None, variant: str = "public") -> Report:
+    """Judge the learner's function ``fn`` with the course's check for it.
+
+    The exercise is found by the function's name (or ``name``). Returns a
+    ``Report``; in a notebook it shows itself as a list of passed and failed
+    properties, with hints, and the timeline of the run.
+    """
+    exercise = name or getattr(fn, "__name__", None)
+    if not exercise:
+        raise TypeError("check() needs the function you wrote, for example check(fetch_all_urls)")
+    return _find(exercise)(fn, variant=variant)

@@ -1,0 +1,142 @@
+"""asynclab.timeline: what is recorded, and that recording changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from asynclab.plotting import row_labels, time_unit
+from asynclab.timeline import trace, traced
+from asynclab.vtime import run_virtual
+
+
+async def sleeper(delay: float, result: str) -> str:
+    await asyncio.sleep(delay)
+    return result
+
+
+def test_gather_overlaps_and_sequential_does_not():
+    async def main():
+        with trace() as together:
+            await asyncio.gather(sleeper(2, "A"), sleeper(1, "B"))
+        with trace() as one_by_one:
+            await traced(sleeper(2, "A"))
+            await traced(sleeper(1, "B"))
+        return together, one_by_one
+
+    together, one_by_one = run_virtual(main()).unwrap()
+    assert together.names() == ["sleeper", "sleeper"]
+    assert together.max_overlap() == 2 and together.elapsed == pytest.approx(2.0)
+    assert one_by_one.max_overlap() == 1 and one_by_one.elapsed == pytest.approx(3.0)
+    a, b = one_by_one.records
+    assert a.ended == pytest.approx(b.started)
+
+
+def test_steps_split_running_from_waiting():
+    async def two_waits():
+        await asyncio.sleep(1)
+        await asyncio.sleep(2)
+
+    async def main():
+        with trace() as tl:
+            await asyncio.create_task(two_waits(), name="worker")
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    (rec,) = tl.records
+    assert rec.name == "worker" and rec.outcome == "finished"
+    # created, resumed after 1 s, resumed after 3 s: three steps, waiting in between
+    assert [round(s - tl.t0, 6) for s, _ in rec.steps] == [0.0, 1.0, 3.0]
+    assert rec.duration == pytest.approx(3.0)
+
+
+def test_failures_and_cancellations_are_marked():
+    async def boom():
+        await asyncio.sleep(0.5)
+        raise ValueError("bad input")
+
+    async def main():
+        with trace() as tl:
+            slow = asyncio.create_task(sleeper(10, "x"), name="slow")
+            failing = asyncio.create_task(boom(), name="boom")
+            await asyncio.sleep(1)
+            slow.cancel()
+            await asyncio.gather(slow, failing, return_exceptions=True)
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    outcome = {r.name: (r.outcome, r.error) for r in tl.records}
+    assert outcome["boom"] == ("failed", "ValueError: bad input")
+    assert outcome["slow"][0] == "cancelled"
+
+
+def test_tracing_changes_no_result_and_restores_the_factory():
+    seen = []
+
+    def previous_factory(loop, coro, **kwargs):
+        seen.append(kwargs.get("name"))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(previous_factory)
+        with trace() as tl:
+            results = await asyncio.gather(sleeper(1, "a"), sleeper(0.5, "b"))
+            named = await asyncio.create_task(sleeper(0, "c"), name="named")
+        assert loop.get_task_factory() is previous_factory
+        return results, named, tl, list(seen)
+
+    results, named, tl, seen_inside = run_virtual(main()).unwrap()
+    assert results == ["a", "b"] and named == "c"
+    assert seen_inside == [None, None, None]  # the previous factory built every task
+    assert tl.names() == ["sleeper", "sleeper", "named"]
+
+
+def test_factory_restored_after_an_error():
+    async def main():
+        loop = asyncio.get_running_loop()
+        with pytest.raises(RuntimeError):
+            with trace():
+                raise RuntimeError("inside")
+        return loop.get_task_factory()
+
+    assert run_virtual(main()).unwrap() is None
+
+
+def test_works_on_a_real_running_loop():
+    async def main():
+        with trace() as tl:
+            await asyncio.gather(sleeper(0.02, "a"), sleeper(0.01, "b"))
+        return tl
+
+    tl = asyncio.run(main())
+    assert not tl.virtual and tl.max_overlap() == 2
+    assert 0.01 <= tl.elapsed < 5.0  # real time: only a generous sanity bound
+
+
+def test_traced_outside_a_trace_is_the_plain_coroutine():
+    coro = sleeper(0, "x")
+    assert traced(coro) is coro
+    coro.close()
+
+
+def test_figure_has_one_row_per_task_and_a_png():
+    async def main():
+        with trace() as tl:
+            await asyncio.gather(*(sleeper(i, str(i)) for i in range(3)))
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    fig = tl.figure(title="three")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["sleeper #3", "sleeper #2", "sleeper #1"]
+    assert "virtual time (s)" == fig.axes[0].get_xlabel()
+    assert tl.png().startswith(b"\x89PNG")
+    assert "3 tasks, 2.00 virtual s in all" in tl.summary()
+
+
+def test_row_labels_and_units():
+    assert row_labels(["a", "b", "a"]) == ["a #1", "b", "a #2"]
+    assert time_unit(0.25) == ("ms", 1000.0)
+    assert time_unit(30) == ("s", 1.0)
