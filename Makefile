@@ -2,6 +2,7 @@
 #   make lab    build .venv/ on first use, then open JupyterLab on the course index
 #   make test   build .venv/ on first use, then run the whole suite
 # Other targets: make venv (only build), make exercises (regenerate exercises/ from solutions/),
+# make index (regenerate the course map in notebooks/00_index.ipynb),
 # make bench (print the tracing-overhead ratio).
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv lab test exercises bench clean
+.PHONY: venv lab test exercises index bench clean
 
 venv: $(STAMP)
 
@@ -31,6 +32,9 @@ test: $(STAMP)
 
 exercises: $(STAMP)
 	$(BIN)/asynclab exercises
+
+index: $(STAMP)
+	$(BIN)/python scripts/build_index.py
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_tracing.py
