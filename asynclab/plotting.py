@@ -7,6 +7,7 @@ backend (no duplicate plots) and works in threads and scripts alike.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from typing import TYPE_CHECKING, Sequence
 
@@ -26,6 +27,21 @@ OUTCOME_STYLE = {
     "cancelled": ("s", "#ff7f0e", "cancelled"),
 }
 MAX_ROWS = 40
+DPI = 80  # small figures: notebooks are committed with their outputs
+
+
+def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def show(fig: Figure) -> None:
+    """Display a figure in a notebook as a PNG (works without any matplotlib backend set up)."""
+    from IPython.display import Image, display
+
+    display(Image(figure_png(fig)))
 
 
 def row_labels(names: Sequence[str]) -> list[str]:

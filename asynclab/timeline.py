@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import io
 import time
 import types
 from dataclasses import dataclass, field
@@ -207,17 +206,16 @@ class Timeline:
         self._resolve_names()
         return draw_timeline(self, title=title, width=width)
 
-    def png(self, title: str | None = None, dpi: int = 80) -> bytes:
-        fig = self.figure(title=title)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        return buf.getvalue()
+    def png(self, title: str | None = None) -> bytes:
+        from asynclab.plotting import figure_png
+
+        return figure_png(self.figure(title=title))
 
     def show(self, title: str | None = None) -> None:
-        """Display the timeline in a notebook (as a PNG), or save nothing outside one."""
-        from IPython.display import Image, display
+        """Display the timeline in a notebook, as a PNG."""
+        from asynclab.plotting import show
 
-        display(Image(self.png(title=title)))
+        show(self.figure(title=title))
 
     def __repr__(self) -> str:
         kind = "virtual" if self.virtual else "real"
