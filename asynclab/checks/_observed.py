@@ -1,0 +1,85 @@
+"""Helpers shared by the checks of notebooks 01-04 (candidates for ``asynclab.checking``).
+
+``basic_findings`` is ``checking.common_findings`` with two gaps closed:
+
+* when the learner's function raises and no coroutine was left un-awaited,
+  ``common_findings`` (0.1.0) indexes an empty list and crashes the check; here
+  the run is reported as "runs without error" with the learner's line;
+* a never-awaited coroutine that is not what the function returned was
+  reported as "returned ... instead of the finished result", which is wrong
+  when the function did return a proper value; it is reported here as
+  "every coroutine awaited", naming the coroutine. A coroutine or future
+  returned *as the result* is reported as "returns a value, not an awaitable".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import replace
+from typing import Any
+
+from asynclab.checking import Finding, Observation, _describe_error, common_findings
+
+__all__ = ["basic_findings", "describe_error", "awaitable_name", "close_if_coroutine"]
+
+AWAIT_HINT = ("Calling a coroutine function only creates a coroutine object; put `await` in "
+              "front of it, or hand it to asyncio.create_task / asyncio.gather.")
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"ValueError: bad (in my_fn(), line 3)"``: the error and the learner's innermost line."""
+    return _describe_error(exc)
+
+
+def awaitable_name(value: Any) -> str:
+    """``"a coroutine object fetch()"`` / ``"a Task object"``, never with a memory address."""
+    if inspect.iscoroutine(value):
+        return f"a coroutine object {value.__qualname__}()"
+    return f"a {type(value).__name__} object"
+
+
+def close_if_coroutine(value: Any) -> None:
+    """Close a coroutine the check has reported itself, so Python does not warn about it later."""
+    if inspect.iscoroutine(value):
+        value.close()
+
+
+def basic_findings(fn_name: str, obs: Observation) -> list[Finding]:
+    """The findings every exercise shares (see the module docstring); empty when all is well.
+
+    As with ``common_findings``, a failure here (other than blocking calls and
+    un-awaited coroutines) makes the exercise's own findings meaningless.
+    """
+    prefix: list[Finding] = []
+    usable = obs
+    if obs.hang is None and obs.error is not None \
+            and not isinstance(obs.error, NotImplementedError) and not obs.never_awaited:
+        prefix.append(Finding("runs without error", False,
+                              f"{fn_name} raised {describe_error(obs.error)}",
+                              "Read the error above; run your function by hand on a small input "
+                              "to see where it fails."))
+        usable = replace(obs, error=None, result=None)
+    if usable.hang is None and usable.error is None and inspect.isawaitable(usable.result):
+        what = awaitable_name(usable.result)
+        close_if_coroutine(usable.result)
+        prefix.append(Finding("returns a value, not an awaitable", False,
+                              f"{fn_name} returned {what} instead of the finished result: "
+                              "a forgotten `await`",
+                              "You returned something that still has to be awaited: write "
+                              "`return await ...`, not `return ...`."))
+        usable = replace(usable, result=None)
+    findings = common_findings(fn_name, usable)
+    for index, finding in enumerate(findings):
+        if finding.prop == "returns a value, not an awaitable":
+            # common_findings' guess; the result itself was not awaitable (handled above).
+            names = ", ".join(obs.never_awaited[:2])
+            findings[index] = Finding("every coroutine awaited", False,
+                                      f"{len(obs.never_awaited)} coroutine(s) were created but "
+                                      f"never awaited, so they never ran: {names}", AWAIT_HINT)
+    return prefix + findings
+
+
+def still_pending(tasks: list[asyncio.Task]) -> list[asyncio.Task]:
+    """The tasks that have not finished (``cancel()`` alone does not finish a task)."""
+    return [task for task in tasks if not task.done()]
