@@ -23,9 +23,9 @@ Guarantees:
 * Failures are deterministic: whether attempt *n* of record *k* fails or hangs
   depends only on ``seed``, *k* and *n* (``failure_rate``, ``slow_rate``), or
   on the request count (``fail_every``), never on timing.
-* The rate limit is a sliding window on the loop's clock: at most
-  ``rate_limit`` requests are *served* (not answered 429) in any one-second
-  window; a 429 is not counted and costs no latency.
+* The rate limit (of ``/records``) is a sliding window on the loop's clock: at
+  most ``rate_limit`` requests are *served* (not answered 429) in any
+  one-second window; a 429 is not counted and costs no latency.
 * Every request is recorded in ``api.hits`` in arrival order, with its arrival
   and answer times on the loop's clock and its status.
 """
@@ -34,15 +34,26 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import concurrent.futures
 import json
 import math
 import random
 import re
+import socket
+import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
-__all__ = ["Hit", "LabAPI", "LabServer", "FakeSession", "max_in_window", "window_series"]
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+__all__ = ["Hit", "LabAPI", "LabServer", "SESSION", "FakeSession", "max_in_window",
+           "window_series"]
+
+SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 _TOL_S = 1e-6  # float rounding: a request exactly one second later is in the next window
 DEFAULT_SERVICE_LATENCY_S = {"user": 0.05, "orders": 0.08, "recommendations": 0.06}
@@ -160,7 +171,7 @@ class LabAPI:
         else:
             return Reply(404, {"error": f"no such path: {path}"})
         key = match.group("key")
-        wait_s = self._retry_after_s(now)
+        wait_s = self._retry_after_s(now) if kind == "record" else None
         if wait_s is not None:
             return Reply(429, {"error": "too many requests"}, {"Retry-After": str(wait_s)})
         fate = self._fate(key, number) if kind == "record" else "ok"  # decided on arrival
@@ -187,14 +198,25 @@ class LabServer:
             async with aiohttp.ClientSession(server.url) as session:
                 ...
 
-    ``routes`` adds handlers of your own (``aiohttp.web.get(...)`` route definitions).
+    The server runs its own event loop in a thread of its own, the way a real
+    server runs in another process: its work does not compete with the
+    client's loop, and its tasks do not appear on the client's timelines.
+    ``api.hits`` uses that loop's clock, which is ``time.monotonic`` like the
+    client's, so client and server times can be compared.
+
+    ``routes`` adds handlers of your own (``aiohttp.web.get(...)`` route
+    definitions). They run on the server's loop; ``request.app[SESSION]`` is
+    an ``aiohttp.ClientSession`` to this same server, for handlers that call
+    the other services.
     """
 
     def __init__(self, api: LabAPI | None = None, *, routes: Iterable[Any] = ()) -> None:
         self.api = api or LabAPI()
         self.routes = list(routes)
         self.port: int | None = None
-        self._runner: Any = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
 
     @property
     def url(self) -> str:
@@ -202,32 +224,66 @@ class LabServer:
             raise RuntimeError("the server is not running; use `async with LabServer(...)`")
         return f"http://127.0.0.1:{self.port}"
 
-    async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-
+    async def _handle(self, request: web.Request) -> web.Response:
         reply = await self.api.respond(request.path_qs)
         return web.json_response(reply.body, status=reply.status, headers=reply.headers)
 
-    async def start(self) -> "LabServer":
-        from aiohttp import web
+    async def _own_session(self, app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession(self.url) as session:
+            app[SESSION] = session
+            yield
 
+    async def _serve(self, ready: concurrent.futures.Future) -> None:
+        # Bind first, so that the port (and self.url) is known while the app starts up.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
         app = web.Application()
         app.add_routes(self.routes)
         app.router.add_get("/{tail:.*}", self._handle)
+        app.cleanup_ctx.append(self._own_session)
         # handler_cancellation: a client that gives up (timeout) stops its handler, as in
         # production servers; shutdown_timeout: stopping does not wait for hanging handlers.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                                     shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                               shutdown_timeout=0.2)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+            self._stopping = asyncio.Event()
+            ready.set_result(None)
+            await self._stopping.wait()
+        finally:
+            await runner.cleanup()
+
+    def _run(self, ready: concurrent.futures.Future) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._serve(ready))
+        except BaseException as exc:  # noqa: BLE001 - reported to start(), not lost in the thread
+            if not ready.done():
+                ready.set_exception(exc)
+        finally:
+            self._loop.close()
+
+    async def start(self) -> "LabServer":
+        if self._thread is not None:
+            raise RuntimeError("this server is already running")
+        ready: concurrent.futures.Future = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="labserver",
+                                        daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(ready)
         return self
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner, self.port = None, None
+        """Stop serving and wait for the server's thread to end."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        await asyncio.to_thread(thread.join)
+        self.port = None
 
     async def __aenter__(self) -> "LabServer":
         return await self.start()
@@ -241,8 +297,6 @@ class _FakeResponse:
     """The part of ``aiohttp.ClientResponse`` a client reads."""
 
     def __init__(self, method: str, url: str, reply: Reply) -> None:
-        from multidict import CIMultiDict, CIMultiDictProxy
-
         self.method, self.url = method, url
         self.status = reply.status
         self.reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests",
@@ -259,10 +313,6 @@ class _FakeResponse:
     def raise_for_status(self) -> None:
         if self.status < 400:
             return
-        import aiohttp
-        from multidict import CIMultiDict, CIMultiDictProxy
-        from yarl import URL
-
         info = aiohttp.RequestInfo(URL(self.url), self.method, CIMultiDictProxy(CIMultiDict()))
         raise aiohttp.ClientResponseError(info, (), status=self.status, message=self.reason,
                                           headers=self.headers)

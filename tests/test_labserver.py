@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 
 from asynclab import run_virtual
-from asynclab.labserver import FakeSession, LabAPI, LabServer, max_in_window, window_series
+from asynclab.labserver import (SESSION, FakeSession, LabAPI, LabServer, max_in_window,
+                                window_series)
 
 
 def run(coro):
@@ -128,7 +129,9 @@ def test_probabilities_are_validated():
 
 def test_real_server_applies_rate_limit_and_extra_routes():
     async def hello(request):
-        return web.json_response({"hello": request.match_info["name"]})
+        async with request.app[SESSION].get("/users/4") as resp:  # the server calls itself
+            user = await resp.json()
+        return web.json_response({"hello": request.match_info["name"], "user": user["name"]})
 
     async def main():
         api = LabAPI(latency_s=0.0, rate_limit=3)
@@ -142,7 +145,7 @@ def test_real_server_applies_rate_limit_and_extra_routes():
                         statuses.append((resp.status, resp.headers.get("Retry-After")))
         return greeting, statuses
     greeting, statuses = run(main())
-    assert greeting == {"hello": "you"}
+    assert greeting == {"hello": "you", "user": "User 4"}
     assert statuses == [(200, None)] * 3 + [(429, "1")] * 2
 
 
@@ -170,3 +173,23 @@ def test_max_in_window_uses_half_open_windows():
 def test_window_series_rises_and_falls():
     moments, counts = window_series([0.0, 0.2, 0.2], window_s=1.0)
     assert list(zip(moments, counts)) == [(0.0, 1), (0.2, 3), (1.0, 2), (1.2, 0)]
+
+
+def test_server_runs_in_its_own_thread_and_a_second_start_is_refused():
+    async def main():
+        server = LabServer(LabAPI(latency_s=0.0))
+        await server.start()
+        try:
+            with pytest.raises(RuntimeError, match="already running"):
+                await server.start()
+            async with aiohttp.ClientSession(server.url) as session:
+                async with session.get("/records/1") as resp:
+                    assert resp.status == 200
+            tasks_here = {t.get_coro().__qualname__ for t in asyncio.all_tasks()}
+        finally:
+            await server.stop()
+        await server.stop()  # stopping twice is harmless
+        return tasks_here, server.port
+    tasks_here, port = run(main())
+    assert not any("RequestHandler" in name for name in tasks_here)
+    assert port is None
