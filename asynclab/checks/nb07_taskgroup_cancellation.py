@@ -1,0 +1,348 @@
+"""Checks for notebook 07_taskgroup_cancellation: fetch all or nothing, and always clean up."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+from asynclab.checking import Report, observe, plural, require_coroutine_function
+from asynclab.checks._findings import (Ending, add_new, describe_error, ending_of, safe_findings,
+                                       seconds, short_repr)
+from asynclab.fakes import FakeService, ServiceError
+
+NOTEBOOK = "07_taskgroup_cancellation"
+TOLERANCE_S = 1e-3
+ALWAYS = 10**9  # a failing key fails on every call
+NAME = "fetch_all_or_nothing"
+OUTCOME_WORDS = {"ok": "finished", "error": "failed", "cancelled": "cancelled"}
+
+
+@dataclass
+class Releases:
+    """``release(key)``, recording on the loop's clock when each key was released."""
+
+    log: list[tuple[str, float]] = field(default_factory=list)
+
+    def release(self, key: str) -> None:
+        self.log.append((key, asyncio.get_running_loop().time()))
+
+
+@dataclass
+class Run:
+    """One run: the fake service, the releases, and how the learner's call ended."""
+
+    what: str  # "where every fetch succeeded", ...
+    service: FakeService
+    releases: Releases
+    ending: Ending | None = None
+
+    def look(self) -> dict:
+        return {"running": [c.key for c in self.service.calls if c.outcome == "running"],
+                "released": list(self.releases.log)}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    latency_s: dict[str, float]
+    failing: str  # the key whose fetch fails in the second run
+    cancel_at_s: float  # when the caller cancels, in the third run
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.latency_s)
+
+
+def scenario(variant: str) -> Scenario:
+    if variant == "public":
+        return Scenario({"/profile": 2.0, "/orders": 3.0, "/stock": 1.0, "/prices": 4.0,
+                         "/reviews": 2.5, "/ads": 1.5}, "/stock", 0.5)
+    rng = random.Random(77)
+    latencies = {f"/hidden/{i}": round(rng.uniform(2.5, 6.0), 2) for i in range(9)}
+    latencies["/hidden/5"] = 2.2
+    return Scenario(latencies, "/hidden/5", 1.3)
+
+
+def _keys(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _contains_service_error(exc: BaseException | None) -> bool:
+    if isinstance(exc, ServiceError):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(ServiceError) is not None
+    return False
+
+
+def check_fetch_all_or_nothing(fn, *, variant: str = "public") -> Report:
+    """Judge ``fetch_all_or_nothing(keys, fetch, release)``.
+
+    Three runs on virtual time: every fetch succeeds (a dict of all results, all
+    fetches at once); one fetch fails (the error reaches the caller at that very
+    moment, every other fetch cancelled, none started again); the caller cancels
+    (CancelledError propagates). In every run each fetch is followed by exactly one
+    ``release(key)`` once it has ended, before the function returns or raises. No
+    blocking call.
+    """
+    report = Report(NAME)
+    bad = require_coroutine_function(NAME, fn)
+    if bad:
+        report.findings.append(bad)
+        return report
+    sc = scenario(variant)
+    namespaces = (getattr(fn, "__globals__", {}),)
+    limit_s = 20 * max(sc.latency_s.values())
+
+    def run(what: str, failures: dict[str, int], **how) -> tuple[Run, object]:
+        r = Run(what, FakeService(sc.latency_s, failures), Releases())
+
+        async def call():
+            r.ending = await ending_of(lambda: fn(sc.keys, r.service.fetch, r.releases.release),
+                                       r.look, name=NAME, **how)
+            return r.ending
+
+        return r, call
+
+    # The run where one fetch fails: its timeline is the one the learner sees.
+    failing, call = run(f"where {sc.failing} failed", {sc.failing: ALWAYS}, catch=(Exception,))
+    obs = observe(call, name=NAME, namespaces=namespaces, max_virtual_s=limit_s)
+    report.timeline = obs.timeline
+    ending = failing.ending if obs.hang is None and obs.error is None else None
+    early = safe_findings(NAME, replace(obs, result=ending and ending.value))
+    for finding in early:
+        if finding.prop == "finishes" and obs.hang is not None and obs.hang.reason != "wall-limit":
+            finding.message = f"in the run {failing.what}: {finding.message}"
+            finding.hint = ("A task that catches CancelledError (or BaseException, or uses a bare "
+                            "`except:`) and tries again never ends, and the TaskGroup waits for "
+                            "it forever. Re-raise CancelledError, and do not retry here.")
+    add_new(report, early)
+    if ending is None or any(not f.passed for f in report.findings
+                             if f.prop != "never blocks the event loop"):
+        return report
+
+    succeeding, call = run("where every fetch succeeded", {})
+    ok_obs = observe(call, name=NAME, namespaces=namespaces, max_virtual_s=limit_s)
+    cancelled, call = run(f"that its caller cancelled at {seconds(sc.cancel_at_s)}", {},
+                          cancel_after_s=sc.cancel_at_s, catch=(Exception,))
+    cancel_obs = observe(call, name="caller", namespaces=namespaces, max_virtual_s=limit_s)
+
+    _judge_success(report, sc, succeeding, ok_obs)
+    _judge_failure(report, sc, failing)
+    _judge_caller_cancel(report, sc, cancelled, cancel_obs)
+    _judge_releases(report, [r for r in (succeeding, failing, cancelled) if r.ending is not None])
+    for other in (ok_obs, cancel_obs):
+        add_new(report, [f for f in safe_findings(NAME, replace(other, result=None))
+                         if f.prop == "never blocks the event loop"])
+    return report
+
+
+def _problem(obs, r: Run) -> str | None:
+    """Why a run cannot be judged (it hung or raised), in a sentence; None when it can."""
+    if r.ending is not None and obs.hang is None and obs.error is None:
+        return None
+    failure = next((f for f in safe_findings(NAME, replace(obs, result=None)) if not f.passed),
+                   None)
+    return f"in the run {r.what}: {failure.message if failure else 'it did not end'}"
+
+
+def _judge_success(report: Report, sc: Scenario, r: Run, obs) -> None:
+    problem = _problem(obs, r)
+    expected = {k: FakeService.result_for(k) for k in sc.keys}
+    if problem:
+        report.add("all results when every fetch succeeds", False, problem,
+                   "Run your function by hand with fetches that all succeed to see where it fails.")
+        return
+    got = r.ending.value
+    report.add("all results when every fetch succeeds", got == expected,
+               f"it returned the data of all {len(expected)} keys" if got == expected else
+               f"it returned {short_repr(got)}; expected a dict of all {len(expected)} keys to their data",
+               "Return a dict that maps each key to what `await fetch(key)` returned "
+               "(`task.result()` of each task, after the TaskGroup block).")
+    slowest, total = max(sc.latency_s.values()), sum(sc.latency_s.values())
+    peak, took = r.service.max_in_flight, r.ending.at
+    concurrent = took <= slowest + TOLERANCE_S and peak == len(sc.keys)
+    report.add("fetches run concurrently", concurrent,
+               f"all {len(sc.keys)} fetches ran at once and it finished in {seconds(slowest)}"
+               if concurrent else
+               f"it took {took:.1f} virtual s with at most {plural(peak, 'fetch')} in flight; all "
+               f"at once takes {seconds(slowest)} (one at a time: {seconds(total)})",
+               "Start every fetch as a task inside `async with asyncio.TaskGroup() as tg:` "
+               "(`tg.create_task(...)`), then read the results after the block.")
+
+
+def _judge_failure(report: Report, sc: Scenario, r: Run) -> None:
+    ending = r.ending
+    calls = r.service.calls
+    failed = [c for c in calls if c.outcome == "error"]
+    fail_at = failed[0].end if failed else sc.latency_s[sc.failing]
+    at = seconds(fail_at)
+    ended = {"returned": "returned", "raised": "raised", "cancelled": "ended"}.get(ending.how, "ended")
+
+    # 1. The error reaches the caller.
+    hint = ("Let the error propagate: the TaskGroup raises an ExceptionGroup that contains it. "
+            "Do not catch it, or re-raise it (`except*` handlers can log and `raise`).")
+    if _contains_service_error(ending.error):
+        ok, msg = True, f"the ServiceError of {sc.failing} reached the caller"
+    elif ending.how == "returned":
+        ok, msg = False, (f"it returned {short_repr(ending.value)} although {sc.failing} failed: "
+                          "the error was lost")
+    elif ending.how == "raised":
+        ok, msg = False, (f"it raised {describe_error(ending.error)} instead of the ServiceError "
+                          f"of {sc.failing}")
+        hint = "Your own code raised this error; read it, and fix the line it names."
+    else:
+        ok, msg = False, f"it ended with CancelledError instead of the ServiceError of {sc.failing}"
+        hint = ("Asking a cancelled task for its result (`task.result()`) raises CancelledError. "
+                "A TaskGroup raises the failure for you; by hand, raise the failed task's "
+                "exception before you read any result.")
+    report.add("the error reaches the caller", ok, msg, hint)
+
+    # 2. The other fetches are cancelled at once.
+    running = ending.seen.get("running", [])
+    siblings = [c for c in calls if c.key != sc.failing and c.start <= fail_at + TOLERANCE_S]
+    ran_on = [c for c in siblings if c.outcome == "ok" and c.end is not None
+              and c.end > fail_at + TOLERANCE_S]
+    if running:
+        ok, msg = False, (f"when it {ended} at {seconds(ending.at)}, {plural(len(running), 'fetch')} "
+                          f"{'was' if len(running) == 1 else 'were'} still running "
+                          f"({_keys(running)}): the other fetches were not cancelled")
+    elif ending.at > fail_at + TOLERANCE_S and ran_on:
+        ok, msg = False, (f"the error reached the caller at {seconds(ending.at)}, "
+                          f"{seconds(ending.at - fail_at)} after {sc.failing} failed at {at}: "
+                          f"the other fetches ran to their end ({_keys([c.key for c in ran_on])}) "
+                          "instead of being cancelled")
+    elif ending.at > fail_at + TOLERANCE_S:
+        ok, msg = False, (f"it {ended} at {seconds(ending.at)}, {seconds(ending.at - fail_at)} "
+                          f"after {sc.failing} failed at {at}")
+    else:
+        stopped = [c for c in siblings if c.outcome == "cancelled"]
+        ok, msg = True, (f"when {sc.failing} failed at {at}, the other "
+                         f"{plural(len(stopped), 'fetch')} still running "
+                         f"{'was' if len(stopped) == 1 else 'were'} cancelled at once" if stopped
+                         else f"nothing else was running when {sc.failing} failed at {at}")
+    report.add("the other fetches are cancelled at once", ok, msg,
+               "Use `async with asyncio.TaskGroup() as tg:` and `tg.create_task(...)`: the first "
+               "failure cancels the other tasks. A plain `gather` leaves them running, and "
+               "`gather(return_exceptions=True)` waits for all of them.")
+
+    # 3. Nothing starts again after the cancellation.
+    _judge_restarts(report, r, fail_at, f"after {sc.failing} failed at {at}", sc.failing)
+
+
+def _judge_restarts(report: Report, r: Run, since: float, when: str, failing: str | None) -> bool:
+    """A failure when a fetch started after ``since`` (a cancelled task that went on)."""
+    seen: set[str] = set()
+    again = []
+    for call in r.service.calls:
+        if call.start > since + TOLERANCE_S or call.key in seen:
+            again.append(call)
+        seen.add(call.key)
+    if not again:
+        return report.add("a cancelled fetch stays cancelled", True,
+                          f"no fetch started again {when}")
+    # A sibling that went on after being cancelled matters more than a retried failure.
+    again.sort(key=lambda c: (c.key == failing, c.start))
+    first = again[0]
+    retried = first.key == failing
+    msg = (f"{first.key} was fetched again at {seconds(first.start)}, {when}" +
+           (": it was retried" if retried else
+            ": a task caught its CancelledError and went on"))
+    hint = ("Do not retry here: the exercise is all or nothing." if retried else
+            "When you catch CancelledError (or BaseException, or use a bare `except:`), re-raise "
+            "it: a task that swallows it keeps running, and the TaskGroup waits for it.")
+    return report.add("a cancelled fetch stays cancelled", False, msg, hint)
+
+
+def _judge_caller_cancel(report: Report, sc: Scenario, r: Run, obs) -> None:
+    prop = "cancellation from the caller propagates"
+    at = seconds(sc.cancel_at_s)
+    hint = ("Never catch CancelledError without re-raising it: `except BaseException`, a bare "
+            "`except:` or `except asyncio.CancelledError: return ...` hide the caller's "
+            "cancellation. A TaskGroup passes it on to its tasks and re-raises it for you.")
+    problem = _problem(obs, r)
+    if problem:
+        report.add(prop, False, problem, hint)
+        return
+    ending = r.ending
+    running = ending.seen.get("running", [])
+    late = [c for c in r.service.calls if c.start > sc.cancel_at_s + TOLERANCE_S]
+    if ending.how == "cancelled" and not running and not late \
+            and ending.at <= sc.cancel_at_s + TOLERANCE_S:
+        report.add(prop, True, f"cancelled by its caller at {at}, it cancelled every fetch and let "
+                   "CancelledError through")
+    elif running:
+        report.add(prop, False, f"cancelled by its caller at {at}, it ended while "
+                   f"{plural(len(running), 'fetch')} ({_keys(running)}) were still running",
+                   "Start the fetches in a TaskGroup: when the block is cancelled, it cancels "
+                   "every task and waits for them.")
+    elif late:
+        report.add(prop, False, f"cancelled by its caller at {at}, it went on: "
+                   f"{late[0].key} was fetched at {seconds(late[0].start)}", hint)
+    elif ending.how == "returned":
+        report.add(prop, False, f"cancelled by its caller at {at}, it returned "
+                   f"{short_repr(ending.value)} instead of letting CancelledError through: the "
+                   "cancellation was swallowed", hint)
+    elif ending.how == "raised":
+        report.add(prop, False, f"cancelled by its caller at {at}, it raised "
+                   f"{describe_error(ending.error)} instead of CancelledError", hint)
+    else:
+        report.add(prop, False, f"cancelled by its caller at {at}, it only ended at "
+                   f"{seconds(ending.at)}", hint)
+
+
+def _release_problem(r: Run) -> str | None:
+    """What is wrong with the releases of one run, in a sentence; None when all is right."""
+    released = r.ending.seen.get("released", [])
+    done = [c for c in r.service.calls if c.end is not None and c.end <= r.ending.at + TOLERANCE_S
+            and c.key not in r.ending.seen.get("running", [])]
+    fetched = Counter(c.key for c in r.service.calls)
+    times: dict[str, list[float]] = {}
+    for key, t in released:
+        times.setdefault(key, []).append(t)
+    never = [k for k in times if k not in fetched]
+    if never:
+        return f"in the run {r.what}, {never[0]} was released but never fetched"
+    twice = [k for k, ts in times.items() if len(ts) > fetched[k]]
+    if twice:
+        return (f"in the run {r.what}, {twice[0]} was released {len(times[twice[0]])} times for "
+                f"{plural(fetched[twice[0]], 'fetch')}")
+    # Pair the n-th fetch of a key with the n-th release of that key.
+    nth: Counter[str] = Counter()
+    missing, early = [], []
+    for call in r.service.calls:  # in the order they started
+        index = nth[call.key]
+        nth[call.key] += 1
+        if call not in done:
+            continue
+        released_at = times.get(call.key, [])
+        if index >= len(released_at):
+            missing.append(call)
+        elif released_at[index] < call.end - TOLERANCE_S:
+            early.append((call, released_at[index]))
+    if missing:
+        outcomes = Counter(OUTCOME_WORDS.get(c.outcome, c.outcome) for c in missing)
+        why = ", ".join(f"{n} {word}" for word, n in sorted(outcomes.items()))
+        return (f"in the run {r.what}, {plural(len(missing), 'fetch')} "
+                f"{'was' if len(missing) == 1 else 'were'} never released "
+                f"({_keys([c.key for c in missing])}; {why})")
+    if early:
+        call, t = early[0]
+        return (f"in the run {r.what}, {call.key} was released at {seconds(t)}, before its fetch "
+                f"ended at {seconds(call.end)}")
+    return None
+
+
+def _judge_releases(report: Report, runs: list[Run]) -> None:
+    problem = next((p for p in map(_release_problem, runs) if p), None)
+    report.add("every fetch released", problem is None,
+               "every fetch was released once, after it ended, in all three runs"
+               if problem is None else problem,
+               "Call release(key) in a `finally:` block around `await fetch(key)`, so that it "
+               "runs whether the fetch returns, fails or is cancelled. `except Exception:` does "
+               "not see CancelledError.")
+
+
+EXERCISES = {"fetch_all_or_nothing": check_fetch_all_or_nothing}
