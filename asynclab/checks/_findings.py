@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from asynclab.checking import Finding, Observation, Report, _describe_error, common_findings
+from asynclab.timeline import traced
 
 __all__ = ["safe_findings", "add_new", "describe_error", "Ending", "ending_of", "seconds",
            "short_repr"]
@@ -89,9 +90,9 @@ async def ending_of(call: Callable[[], Awaitable[Any]], look: Callable[[], dict[
     """Await ``call()`` and record how and when it ended, and what ``look()`` saw right then.
 
     ``look()`` runs in the same step in which the call returns or raises, before
-    any other task can run. With ``cancel_after_s``, the call runs as a task
-    named ``name`` (its timeline row) and is cancelled after that many seconds,
-    as a caller would; otherwise it is awaited directly. Exceptions of the
+    any other task can run. The call gets a timeline row named ``name``. With
+    ``cancel_after_s``, it runs as a task and is cancelled after that many
+    seconds, as a caller would; otherwise it is awaited directly. Exceptions of the
     types in ``catch`` are recorded as ``"raised"``; others propagate, so that
     ``observe`` reports them (and a stub's NotImplementedError) as usual.
     """
@@ -99,8 +100,11 @@ async def ending_of(call: Callable[[], Awaitable[Any]], look: Callable[[], dict[
     ending = Ending()
 
     async def watched() -> Any:
+        coro = call()
+        if cancel_after_s is None:  # a task has a row of its own; a direct await needs one
+            coro = traced(coro, name=name)
         try:
-            return await call()
+            return await coro
         finally:
             ending.at = loop.time()
             ending.seen = look()

@@ -153,8 +153,8 @@ def check_run_pipeline(fn, *, variant: str = "public") -> Report:
     # The run that runs out of budget: its timeline is the one the learner sees.
     over = Steps(dict(sc.overrun))
     obs = observe(lambda: ending_of(lambda: fn(over.functions(), sc.deadline_s), over.look,
-                                    catch=(TimeoutError,)),
-                  name="run_pipeline", namespaces=namespaces, max_virtual_s=600.0)
+                                    catch=(TimeoutError,), name="run_pipeline"),
+                  name="caller", namespaces=namespaces, max_virtual_s=600.0)
     report.timeline = obs.timeline
     ending: Ending | None = obs.result if isinstance(obs.result, Ending) else None
     add_new(report, safe_findings("run_pipeline", replace(obs, result=ending and ending.value)))
@@ -167,9 +167,10 @@ def check_run_pipeline(fn, *, variant: str = "public") -> Report:
 
     async def late_call():
         await asyncio.sleep(FITS_START_S)
-        return await ending_of(lambda: fn(fits.functions(), sc.fits_deadline_s), fits.look)
+        return await ending_of(lambda: fn(fits.functions(), sc.fits_deadline_s), fits.look,
+                               name="run_pipeline")
 
-    fits_obs = observe(late_call, name="run_pipeline", namespaces=namespaces, max_virtual_s=600.0)
+    fits_obs = observe(late_call, name="caller", namespaces=namespaces, max_virtual_s=600.0)
     fits_ending = fits_obs.result if isinstance(fits_obs.result, Ending) else None
     fits_problems = safe_findings("run_pipeline",
                                   replace(fits_obs, result=fits_ending and fits_ending.value))

@@ -108,7 +108,7 @@ def check_fetch_all_or_nothing(fn, *, variant: str = "public") -> Report:
 
     # The run where one fetch fails: its timeline is the one the learner sees.
     failing, call = run(f"where {sc.failing} failed", {sc.failing: ALWAYS}, catch=(Exception,))
-    obs = observe(call, name=NAME, namespaces=namespaces, max_virtual_s=limit_s)
+    obs = observe(call, name="caller", namespaces=namespaces, max_virtual_s=limit_s)
     report.timeline = obs.timeline
     ending = failing.ending if obs.hang is None and obs.error is None else None
     early = safe_findings(NAME, replace(obs, result=ending and ending.value))
@@ -124,7 +124,7 @@ def check_fetch_all_or_nothing(fn, *, variant: str = "public") -> Report:
         return report
 
     succeeding, call = run("where every fetch succeeded", {})
-    ok_obs = observe(call, name=NAME, namespaces=namespaces, max_virtual_s=limit_s)
+    ok_obs = observe(call, name="caller", namespaces=namespaces, max_virtual_s=limit_s)
     cancelled, call = run(f"that its caller cancelled at {seconds(sc.cancel_at_s)}", {},
                           cancel_after_s=sc.cancel_at_s, catch=(Exception,))
     cancel_obs = observe(call, name="caller", namespaces=namespaces, max_virtual_s=limit_s)
