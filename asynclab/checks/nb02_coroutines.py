@@ -254,8 +254,8 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
         ok, msg = False, "charge() was never called for the declined order"
     else:
         ok = False
-        msg = (f"place_order returned {shown(declined.result)} for a declined card: the caller never "
-               "learns that the payment failed")
+        msg = (f"place_order returned {shown(declined.result)} for a declined card: the caller "
+               "never learns that the payment failed")
     report.add("the payment error reaches the caller", ok, msg,
                "After releasing the reservation, re-raise the same exception with a bare "
                "`raise` inside the `except` block.")
@@ -275,7 +275,8 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
     elif len(releases) > 1:
         ok, msg = False, f"release() was called {len(releases)} times"
     elif releases[0].args != (reservation,) and not releases[0].bad_args:
-        ok, msg = False, f"release() was called with {releases[0].args}, expected ({reservation!r},)"
+        ok = False
+        msg = f"release() was called with {releases[0].args}, expected ({reservation!r},)"
     elif releases[0].outcome != "ok":
         ok, msg = False, ("release() was started but had not finished when place_order ended: "
                           "await it before raising")
