@@ -15,7 +15,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
+import traceback
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -52,6 +55,9 @@ def basic_findings(fn_name: str, obs: Observation) -> list[Finding]:
     un-awaited coroutines) makes the exercise's own findings meaningless.
     """
     prefix: list[Finding] = []
+    obs = _with_coroutines_held_by_the_error(obs)
+    if asyncio.isfuture(obs.result) and obs.result.done() and not obs.result.cancelled():
+        obs.result.exception()  # retrieved: no "exception was never retrieved" log line later
     usable = obs
     if obs.hang is None and obs.error is not None \
             and not isinstance(obs.error, NotImplementedError) and not obs.never_awaited:
@@ -69,15 +75,38 @@ def basic_findings(fn_name: str, obs: Observation) -> list[Finding]:
                               "You returned something that still has to be awaited: write "
                               "`return await ...`, not `return ...`."))
         usable = replace(usable, result=None)
-    findings = common_findings(fn_name, usable)
-    for index, finding in enumerate(findings):
+    findings = []
+    for finding in common_findings(fn_name, usable):
         if finding.prop == "returns a value, not an awaitable":
             # common_findings' guess; the result itself was not awaitable (handled above).
+            if any(f.prop == "every coroutine awaited" for f in findings):
+                continue
             names = ", ".join(obs.never_awaited[:2])
-            findings[index] = Finding("every coroutine awaited", False,
-                                      f"{len(obs.never_awaited)} coroutine(s) were created but "
-                                      f"never awaited, so they never ran: {names}", AWAIT_HINT)
+            finding = Finding("every coroutine awaited", False,
+                              f"{len(obs.never_awaited)} coroutine(s) were created but never "
+                              f"awaited, so they never ran: {names}", AWAIT_HINT)
+        findings.append(finding)
     return prefix + findings
+
+
+def _with_coroutines_held_by_the_error(obs: Observation) -> Observation:
+    """Also count the coroutines that only the error's traceback still kept alive.
+
+    A learner's error can leave un-awaited coroutines in the local variables of
+    its frames (``asyncio.wait([coro(), ...])`` raising TypeError); they would
+    only warn much later, outside the check. Clearing the frames' locals (the
+    code and line numbers stay, for the report) lets them be collected now.
+    """
+    if obs.error is None or obs.error.__traceback__ is None:
+        return obs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        traceback.clear_frames(obs.error.__traceback__)
+        gc.collect()
+    found = {str(w.message) for w in caught if "was never awaited" in str(w.message)}
+    if not found:
+        return obs
+    return replace(obs, never_awaited=sorted(set(obs.never_awaited) | found))
 
 
 def still_pending(tasks: list[asyncio.Task]) -> list[asyncio.Task]:

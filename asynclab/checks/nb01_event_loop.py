@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from asynclab.checking import Report, common_findings, observe, require_coroutine_function
+from asynclab.checking import Report, observe, require_coroutine_function
+from asynclab.checks._observed import basic_findings, closing_unstarted
 
 NOTEBOOK = "01_event_loop"
 TOLERANCE_S = 1e-3
@@ -50,17 +51,21 @@ def check_make_breakfast(fn, *, variant: str = "public") -> Report:
     minutes = scenario(variant)
     kitchen = Kitchen(minutes)
     steps = [kitchen.step(name) for name in minutes]
-    obs = observe(lambda: fn(*steps), name="make_breakfast",
+    obs = observe(lambda: closing_unstarted(lambda: fn(*steps)), name="make_breakfast",
                   namespaces=(getattr(fn, "__globals__", {}),))
     report.timeline = obs.timeline
-    report.findings.extend(common_findings("make_breakfast", obs))
-    if obs.hang is not None or obs.error is not None:
-        return report
+    early = basic_findings("make_breakfast", obs)
+    report.findings.extend(early)
+    if obs.hang is not None or obs.error is not None or any(
+            not f.passed and f.prop in ("every coroutine awaited",
+                                        "returns a value, not an awaitable") for f in early):
+        return report  # a step that never ran makes the other findings meaningless
 
     expected = [f"{name} ready" for name in minutes]
     got = list(obs.result) if isinstance(obs.result, (list, tuple)) else obs.result
     report.add("results in order", got == expected,
-               f"returned {expected}" if got == expected else f"returned {got!r}, expected {expected}",
+               f"returned {expected}" if got == expected else
+               f"returned {got!r}, expected {expected}",
                "Return the three results as a list, in the order of the arguments "
                "(asyncio.gather keeps that order for you).")
     counts = {name: sum(1 for s, _, _ in kitchen.log if s == name) for name in minutes}
@@ -75,8 +80,8 @@ def check_make_breakfast(fn, *, variant: str = "public") -> Report:
     report.add("the steps overlap", overlap,
                f"breakfast took {obs.elapsed / 60:g} virtual minutes, as long as the slowest step"
                if overlap else
-               f"breakfast took {obs.elapsed / 60:g} virtual minutes; with the steps overlapping it "
-               f"takes {slowest / 60:g} (one after another: {total / 60:g})",
+               f"breakfast took {obs.elapsed / 60:g} virtual minutes; with the steps overlapping "
+               f"it takes {slowest / 60:g} (one after another: {total / 60:g})",
                "Awaiting each step before starting the next runs them one after another. Start "
                "all three, then wait for all of them: `await asyncio.gather(...)`.")
     return report

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
+
 import pytest
 
 from asynclab.checks import check
@@ -55,6 +58,32 @@ async def make_breakfast(boil_egg, toast_bread, brew_coffee):
 async def make_breakfast(boil_egg, toast_bread, brew_coffee):
     return [boil_egg(), toast_bread(), brew_coffee()]
 ''', "every coroutine awaited", "forgotten `await`"),
+    "tasks returned instead of their results": ('''
+import asyncio
+
+async def make_breakfast(boil_egg, toast_bread, brew_coffee):
+    return [asyncio.create_task(step()) for step in (boil_egg, toast_bread, brew_coffee)]
+''', "every coroutine awaited", "a Task object: a forgotten `await`"),
+    "gather not awaited": ('''
+import asyncio
+
+async def make_breakfast(boil_egg, toast_bread, brew_coffee):
+    return asyncio.gather(boil_egg(), toast_bread(), brew_coffee())
+''', "returns a value, not an awaitable", "returned a _GatheringFuture object"),
+    "results read before the tasks are done": ('''
+import asyncio
+
+async def make_breakfast(boil_egg, toast_bread, brew_coffee):
+    tasks = [asyncio.create_task(step()) for step in (boil_egg, toast_bread, brew_coffee)]
+    return [task.result() for task in tasks]
+''', "runs without error", "InvalidStateError: Result is not set."),
+    "coroutines passed to asyncio.wait": ('''
+import asyncio
+
+async def make_breakfast(boil_egg, toast_bread, brew_coffee):
+    done, _ = await asyncio.wait([boil_egg(), toast_bread(), brew_coffee()])
+    return [t.result() for t in done]
+''', "every coroutine awaited", "coroutine 'boil_egg' was never awaited"),
     "not async": ('''
 def make_breakfast(boil_egg, toast_bread, brew_coffee):
     return []
@@ -77,8 +106,26 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "make_breakfast"))
     failed = failed_props(report)
+    props = [f.prop for f in report.findings]
+    assert len(props) == len(set(props)), report.text()
     assert prop in failed, report.text()
     assert fragment in failed[prop], report.text()
+
+
+@pytest.mark.parametrize("name", ["gather not awaited", "coroutines passed to asyncio.wait"])
+def test_checks_leave_no_stray_warnings_or_logs(name, capfd):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = check(define(WRONG[name][0], "make_breakfast"))
+        del report
+        gc.collect()
+    assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]
+    assert "never retrieved" not in capfd.readouterr().err
+
+
+def test_forgotten_await_is_reported_without_memory_addresses():
+    report = check(define(WRONG["forgotten await"][0], "make_breakfast"))
+    assert "0x" not in report.text(), report.text()
 
 
 def test_hidden_variant_rejects_sequential_too():

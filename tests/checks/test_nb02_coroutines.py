@@ -173,6 +173,8 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
     report = check(define(code, "place_order"))
     assert not report.passed
     failed = failed_props(report)
+    props = [f.prop for f in report.findings]
+    assert len(props) == len(set(props)), report.text()
     assert prop in failed, report.text()
     assert fragment in failed[prop], report.text()
 

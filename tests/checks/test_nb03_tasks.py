@@ -225,6 +225,8 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
     assert time.perf_counter() - started < 3.0, "a check must not wait for real time"
     assert not report.passed
     failed = failed_props(report)
+    props = [f.prop for f in report.findings]
+    assert len(props) == len(set(props)), report.text()
     assert prop in failed, report.text()
     assert fragment in failed[prop] + report.text(), report.text()
 
