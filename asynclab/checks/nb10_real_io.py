@@ -1,0 +1,526 @@
+"""Checks for notebook 10_real_io: a rate limiter and a client that retries.
+
+``RateLimiter(rate_per_s)`` is judged by driving it with requests that arrive
+in bursts, on virtual time, and reading when each one was let through: never
+more than ``rate_per_s`` starts in any one-second window, and no start later
+than the earliest moment the limit allows (a pacer that spaces requests
+evenly, or a lock held while sleeping, waits for nothing).
+
+``fetch_with_retries(fetch, key, limiter, max_attempts, base_delay_s)`` is
+judged against a fake whose answers per key are scripted (success, a
+transient ConnectionError or TimeoutError, a permanent LookupError), with a
+limiter that records every ``acquire()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from asynclab.checking import Report, observe, plural
+from asynclab.checks._findings import safe_findings
+from asynclab.labserver import max_in_window
+
+NOTEBOOK = "10_real_io"
+WINDOW_S = 1.0
+TOL_S = 1e-5  # virtual time is exact to 1 µs; this absorbs float rounding
+# A start may be this much later than the limit allows: enough for a limiter that re-checks
+# every few milliseconds, far less than the gap a pacer leaves (1 / rate_per_s).
+SLACK_S = 0.05
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def fmt_s(t: float) -> str:
+    return f"{t:.2f} s"
+
+
+# -- RateLimiter ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LimiterScenario:
+    rate_per_s: int
+    arrivals: tuple[float, ...]  # when each request asks the limiter, in virtual seconds
+    latency_s: float
+
+
+def limiter_scenario(variant: str) -> LimiterScenario:
+    # Rates, arrivals and latencies are multiples of 1/8 s: exact in binary floating point, so a
+    # limiter that computes "oldest start + 1 s" or "tokens * rate" meets no rounding dust (a
+    # sleep of 1e-17 s cannot move a virtual clock that counts microseconds).
+    if variant == "public":
+        # a burst, two small groups, then two groups either side of a whole second
+        arrivals = [0.0] * 10 + [3.25] * 3 + [3.5] * 3 + [5.75] * 4 + [6.125] * 4
+        return LimiterScenario(4, tuple(arrivals), latency_s=0.25)
+    arrivals = [0.0] * 20 + [0.375] * 6 + [4.0] * 3 + [7.75] * 8 + [8.25] * 8 + [8.875] * 2
+    return LimiterScenario(8, tuple(arrivals), latency_s=0.5)
+
+
+def earliest_starts(arrivals: list[float], rate_per_s: int, window_s: float = WINDOW_S) -> list[float]:
+    """The earliest start of each request (in arrival order) that keeps every window within the limit.
+
+    Request k may start when it arrives, but not before the request ``rate_per_s`` places
+    before it has left the window. No limiter can start the k-th request earlier than this.
+    """
+    starts: list[float] = []
+    for k, arrival in enumerate(sorted(arrivals)):
+        start = arrival
+        if k >= rate_per_s:
+            start = max(start, starts[k - rate_per_s] + window_s)
+        starts.append(start)
+    return starts
+
+
+def busiest_window(times: list[float], window_s: float = WINDOW_S) -> tuple[int, float, float]:
+    """(count, first, last) of the half-open window of ``window_s`` holding the most times."""
+    ordered = sorted(times)
+    best = (0, 0.0, 0.0)
+    for i, t in enumerate(ordered):
+        inside = [u for u in ordered[i:] if u < t + window_s - TOL_S]
+        if len(inside) > best[0]:
+            best = (len(inside), inside[0], inside[-1])
+    return best
+
+
+def check_rate_limiter(cls: Any, *, variant: str = "public") -> Report:
+    """Judge ``RateLimiter(rate_per_s)`` with ``await limiter.acquire()``.
+
+    Properties: every request let through; never more than ``rate_per_s`` starts
+    in any one-second window; no request held back when the window had room
+    (each start within ``SLACK_S`` of the earliest the limit allows); no
+    blocking call on the loop.
+    """
+    report = Report("RateLimiter")
+    if not callable(cls):
+        report.add("defined", False, f"RateLimiter is not a class (it is {type(cls).__name__}).",
+                   "Define it with `class RateLimiter:` and an `async def acquire(self)` method.")
+        return report
+    acquire = getattr(cls, "acquire", None)
+    if acquire is None or not inspect.iscoroutinefunction(acquire):
+        report.add("has an async acquire() method", False,
+                   "RateLimiter has no `async def acquire(self)` method."
+                   if acquire is None else "RateLimiter.acquire is a plain method, not `async def`.",
+                   "Callers do `await limiter.acquire()`: define `async def acquire(self):`.")
+        return report
+
+    sc = limiter_scenario(variant)
+    grants: list[float] = []
+
+    async def drive() -> None:
+        limiter = cls(sc.rate_per_s)  # built on the running loop, as in a program
+        loop = asyncio.get_running_loop()
+
+        async def request() -> None:
+            await limiter.acquire()
+            grants.append(loop.time())
+            await asyncio.sleep(sc.latency_s)  # the request itself
+
+        tasks = []
+        for i, at in enumerate(sc.arrivals):  # each request is created when it arrives
+            await asyncio.sleep(at - loop.time())
+            tasks.append(asyncio.create_task(request(), name=f"request {i + 1}"))
+        await asyncio.gather(*tasks)
+
+    obs = observe(drive, name="requests", namespaces=(_globals_of(cls),), max_virtual_s=600.0,
+                  wall_limit_s=3.0)
+    report.timeline = obs.timeline
+    early = safe_findings("RateLimiter", obs)
+    report.findings.extend(early)
+    n, limit = len(sc.arrivals), sc.rate_per_s
+    if obs.hang is not None:
+        _explain_limiter_hang(report, obs.hang.reason, len(grants), n)
+        return report
+    if obs.error is not None:
+        return report
+
+    report.add("lets every request through", len(grants) == n,
+               f"all {n} requests were let through" if len(grants) == n else
+               f"{len(grants)} of {n} requests were let through",
+               "Every call of acquire() must return eventually.")
+
+    count, first, last = busiest_window(grants)
+    when = f"at the same moment ({fmt_s(first)})" if last - first < TOL_S else \
+        f"within one second (between {fmt_s(first)} and {fmt_s(last)})"
+    report.add("never above the limit", count <= limit,
+               f"at most {plural(count, 'request')} started in any one-second window "
+               f"(limit {limit})" if count <= limit else
+               f"{count} requests started {when}; the limit is {limit}",
+               _above_limit_hint(grants, list(sc.arrivals), limit))
+
+    best = earliest_starts(list(sc.arrivals), limit)
+    got = sorted(grants)
+    late = [(k, g, b) for k, (g, b) in enumerate(zip(got, best)) if g > b + SLACK_S]
+    if not late:
+        message = (f"no request waited longer than the limit requires; the last started at "
+                   f"{fmt_s(got[-1])}" if got else "no request started")
+    else:
+        k, g, b = late[0]
+        message = (f"the {ordinal(k + 1)} request to start began at {fmt_s(g)}, but the limit "
+                   f"allowed it at {fmt_s(b)}; the last request started at {fmt_s(got[-1])} "
+                   f"instead of {fmt_s(best[-1])}")
+    report.add("no needless waiting", not late, message,
+               "A request may start as soon as fewer than rate_per_s requests started in the "
+               "last second. Do not space requests evenly, and never sleep while holding a lock "
+               "that other callers need: each one would wait for the previous one's sleep.")
+    return report
+
+
+def _above_limit_hint(grants: list[float], arrivals: list[float], limit: int) -> str:
+    ordered = sorted(grants)
+    if all(g <= a + TOL_S for g, a in zip(ordered, sorted(arrivals))):
+        return ("acquire() never made anyone wait. Keep the start times of the last second "
+                "(a collections.deque) and wait while rate_per_s of them are still in it; or take "
+                "a permit from asyncio.Semaphore(rate_per_s) and give it back one second later "
+                "with loop.call_later.")
+    same_instant = max((ordered.count(t) for t in set(ordered)), default=0)
+    if same_instant > limit:
+        return ("Several callers woke up together and all went through. After waiting, check "
+                "the window again before going (a `while` loop, not an `if`), and record each "
+                "start at once, with no `await` in between.")
+    return ("Count the starts of the last second, not of the current calendar second, and do not "
+            "let a full bucket of tokens add to the refill: at most rate_per_s starts may fall in "
+            "any one-second window.")
+
+
+def _explain_limiter_hang(report: Report, reason: str, through: int, n: int) -> None:
+    """Say what a hang means for a limiter, in place of the generic hint."""
+    hints = {
+        "deadlock": ("A permit that is taken must come back: return it one second after it was "
+                     "taken (loop.call_later), or forget starts older than one second."),
+        "wall-limit": ("Waiting with `await asyncio.sleep(0)` (or with sleeps too short to move "
+                       "the clock) in a loop keeps the event loop busy forever: sleep until the "
+                       "oldest start leaves the window instead."),
+    }
+    for finding in report.findings:
+        if finding.prop == "finishes" and reason in hints:
+            finding.hint = hints[reason]
+    stuck = {"deadlock": "the others waited forever",
+             "wall-limit": "then the event loop spun without letting the clock move",
+             "virtual-limit": "the others were still waiting after 600 virtual seconds"}[reason]
+    report.add("lets every request through", False,
+               f"{through} of {n} requests were let through; {stuck}",
+               "Every call of acquire() must return as soon as the window has room.")
+
+
+# -- fetch_with_retries ----------------------------------------------------------------------------
+TRANSIENT = ("conn", "timeout")
+
+
+@dataclass(frozen=True)
+class RetryScenario:
+    max_attempts: int
+    base_delay_s: float
+    scripts: dict[str, tuple[str, ...]]  # key -> outcome of each attempt; the last repeats
+    latency_s: float = 0.1
+
+    def outcome(self, key: str, attempt: int) -> str:
+        script = self.scripts[key]
+        return script[min(attempt, len(script)) - 1]
+
+    def succeeds(self, key: str) -> int | None:
+        """The attempt number that succeeds within max_attempts, or None."""
+        for attempt in range(1, self.max_attempts + 1):
+            outcome = self.outcome(key, attempt)
+            if outcome == "ok":
+                return attempt
+            if outcome not in TRANSIENT:
+                return None
+        return None
+
+
+def retry_scenario(variant: str) -> RetryScenario:
+    if variant == "public":
+        return RetryScenario(4, 0.5, {
+            "a": ("ok",),
+            "b": ("conn", "ok"),
+            "c": ("timeout", "timeout", "ok"),
+            "d": ("conn",),  # always fails
+            "e": ("missing",),  # permanent: LookupError
+            "f": ("conn", "conn", "conn", "ok"),
+            "g": ("timeout", "conn", "conn", "ok"),
+            "h": ("conn", "ok"),
+        })
+    return RetryScenario(5, 0.2, {
+        "user-1": ("conn", "conn", "ok"),
+        "user-2": ("ok",),
+        "user-3": ("timeout",),  # always times out
+        "user-4": ("missing",),
+        "user-5": ("conn", "timeout", "conn", "timeout", "ok"),
+        "user-6": ("timeout", "ok"),
+        "user-7": ("conn", "missing"),  # transient, then permanent
+    }, latency_s=0.25)
+
+
+class ScriptedService:
+    """``fetch(key)`` answers as the scenario's script says, and records every attempt."""
+
+    def __init__(self, sc: RetryScenario) -> None:
+        self.sc = sc
+        self.attempts: dict[str, list[list[Any]]] = {key: [] for key in sc.scripts}
+
+    @staticmethod
+    def data_for(key: str) -> str:
+        return f"data for {key}"
+
+    async def fetch(self, key: str) -> str:
+        loop = asyncio.get_running_loop()
+        tries = self.attempts.setdefault(key, [])
+        record = [loop.time(), None]
+        tries.append(record)
+        outcome = self.sc.outcome(key, len(tries)) if key in self.sc.scripts else "missing"
+        try:
+            await asyncio.sleep(self.sc.latency_s)
+        finally:
+            record[1] = loop.time()
+        if outcome == "ok":
+            return self.data_for(key)
+        if outcome == "conn":
+            raise ConnectionError(f"{key}: connection reset by the server")
+        if outcome == "timeout":
+            raise TimeoutError(f"{key}: no answer in time")
+        raise LookupError(f"{key}: not found (404)")
+
+    def waits(self, key: str) -> list[float]:
+        tries = self.attempts[key]
+        return [later[0] - earlier[1] for earlier, later in zip(tries, tries[1:])]
+
+
+class RecordingLimiter:
+    """A limiter that never holds anyone back and notes when ``acquire()`` was awaited."""
+
+    def __init__(self) -> None:
+        self.acquired: list[float] = []
+
+    async def acquire(self) -> None:
+        self.acquired.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        pass
+
+
+def _names(keys: list[str]) -> str:
+    return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+
+
+def _what(outcome: Any) -> str:
+    if isinstance(outcome, BaseException):
+        text = f"raised {type(outcome).__name__}: {outcome}" if str(outcome) else \
+            f"raised {type(outcome).__name__}"
+    else:
+        text = f"returned {outcome!r}"
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
+    """Judge ``fetch_with_retries(fetch, key, limiter, max_attempts, base_delay_s)``.
+
+    Properties: the data returned; transient errors (ConnectionError,
+    TimeoutError) retried until success; at most ``max_attempts`` attempts, then
+    the last error raised; permanent errors raised at once; waits between
+    attempts of about ``base_delay_s * 2 ** (n - 1)``, growing, with jitter;
+    ``limiter.acquire()`` awaited before every attempt; no blocking call.
+    """
+    report = Report("fetch_with_retries")
+    if not callable(fn) or not asyncio.iscoroutinefunction(fn):
+        report.add("is a coroutine function", False,
+                   "fetch_with_retries is not an `async def` function.",
+                   "Define it with `async def fetch_with_retries(fetch, key, limiter, "
+                   "max_attempts=4, base_delay_s=0.5):`.")
+        return report
+    sc = retry_scenario(variant)
+    service, limiter = ScriptedService(sc), RecordingLimiter()
+    outcomes: dict[str, Any] = {}
+
+    async def drive() -> None:
+        async def one(key: str) -> None:
+            try:
+                outcomes[key] = await fn(service.fetch, key, limiter, max_attempts=sc.max_attempts,
+                                         base_delay_s=sc.base_delay_s)
+            except NotImplementedError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a raised error is an outcome we judge
+                outcomes[key] = exc
+
+        tasks = [asyncio.create_task(one(key), name=key) for key in sc.scripts]
+        await asyncio.gather(*tasks)
+
+    obs = observe(drive, name="fetch_with_retries", namespaces=(_globals_of(fn),),
+                  max_virtual_s=300.0, wall_limit_s=3.0)
+    forgot_acquire = [w for w in obs.never_awaited if "RecordingLimiter.acquire" in w]
+    obs.never_awaited = [w for w in obs.never_awaited if w not in forgot_acquire]
+    report.timeline = obs.timeline
+    report.findings.extend(safe_findings("fetch_with_retries", obs))
+    if obs.error is not None:
+        return report
+
+    if obs.hang is None:
+        _judge_results(report, sc, service, outcomes)
+    _judge_attempt_counts(report, sc, service, outcomes, finished=obs.hang is None)
+    if obs.hang is not None:
+        return report
+    _judge_backoff(report, sc, service)
+    _judge_limiter(report, service, limiter, forgot_acquire)
+    return report
+
+
+def _judge_results(report: Report, sc: RetryScenario, service: ScriptedService,
+                   outcomes: dict[str, Any]) -> None:
+    good = [k for k in sc.scripts if sc.succeeds(k) is not None]
+    wrong = [k for k in good if outcomes.get(k) != service.data_for(k)]
+    raised = bool(wrong) and isinstance(outcomes.get(wrong[0]), BaseException)
+    report.add("returns the data", not wrong,
+               f"{_names(good)} returned their data" if not wrong else
+               f"{wrong[0]} {_what(outcomes.get(wrong[0]))}; expected {service.data_for(wrong[0])!r}",
+               "Catch ConnectionError and TimeoutError and try again, up to max_attempts times."
+               if raised else
+               "Return what `await fetch(key)` returned, from the attempt that succeeded.")
+
+
+def _judge_attempt_counts(report: Report, sc: RetryScenario, service: ScriptedService,
+                          outcomes: dict[str, Any], finished: bool) -> None:
+    m = sc.max_attempts
+    counts = {k: len(v) for k, v in service.attempts.items()}
+    # 1. Transient errors are retried until the attempt that succeeds.
+    flaky = [k for k in sc.scripts if (sc.succeeds(k) or 0) > 1]
+    problems = []
+    for key in flaky:
+        need, got = sc.succeeds(key), counts[key]
+        if got == 1:
+            error = "TimeoutError" if sc.outcome(key, 1) == "timeout" else "ConnectionError"
+            problems.append(f"{key} failed once with {error} and was not tried again")
+        elif got < need:
+            problems.append(f"{key} needed {need} attempts but was tried only {got} times "
+                            f"(max_attempts is {m})")
+    if finished:
+        report.add("retries transient errors", not problems,
+                   f"{_names(flaky)} failed with ConnectionError or TimeoutError first and "
+                   "succeeded on a later attempt" if not problems else problems[0],
+                   "ConnectionError and TimeoutError mean 'not now': catch both and try again, "
+                   "up to max_attempts attempts in all.")
+    # 2. Give up after max_attempts, raising the last error.
+    doomed = [k for k in sc.scripts if sc.succeeds(k) is None
+              and all(o in TRANSIENT for o in sc.scripts[k])]
+    key = doomed[0]
+    expected = TimeoutError if sc.scripts[key][-1] == "timeout" else ConnectionError
+    got, outcome = counts[key], outcomes.get(key)
+    if got > m:
+        msg = (f"{key} always fails; it was tried {got} times"
+               f"{'' if finished else ' and was still being retried when the check stopped it'}; "
+               f"max_attempts is {m}")
+    elif got < m:
+        msg = f"{key} always fails; it was tried only {plural(got, 'time')}; max_attempts is {m}"
+    elif not isinstance(outcome, expected):
+        msg = (f"after its last attempt {key} {_what(outcome)}; it should raise the "
+               f"{expected.__name__} of that attempt")
+    else:
+        msg = ""
+    report.add("gives up after max_attempts", not msg,
+               msg or f"{key} always fails: it was tried {m} times, then its "
+                      f"{expected.__name__} was raised",
+               "Count the attempts: after the last one, `raise` the error (a bare `raise` in the "
+               "except block re-raises it) so that the caller knows this key failed.")
+    if not finished:
+        return
+    # 3. Permanent errors are not retried.
+    permanent = [k for k in sc.scripts if sc.succeeds(k) is None and k not in doomed]
+    bad = []
+    for key in permanent:
+        first_permanent = next(i for i, o in enumerate(sc.scripts[key], 1) if o not in TRANSIENT)
+        if counts[key] > first_permanent:
+            bad.append(f"{key} failed with LookupError (like a 404) and was tried again: "
+                       f"{counts[key]} attempts in all")
+        elif not isinstance(outcomes.get(key), LookupError):
+            bad.append(f"{key} failed with LookupError but fetch_with_retries "
+                       f"{_what(outcomes.get(key))}; let that error propagate")
+    report.add("no retry of permanent errors", not bad,
+               f"{_names(permanent)} raised LookupError at once, with no retry" if not bad
+               else bad[0],
+               "Only ConnectionError and TimeoutError are worth retrying: catch just those two, "
+               "so that any other error goes straight to the caller.")
+
+
+def _judge_backoff(report: Report, sc: RetryScenario, service: ScriptedService) -> None:
+    base = sc.base_delay_s
+    retried = [k for k, tries in service.attempts.items() if len(tries) > 1]
+    if not retried:
+        return  # nothing was retried: "retries transient errors" has already failed
+    nominal = [base * 2 ** i for i in range(sc.max_attempts)]
+    expected_text = ", ".join(f"{w:g}" for w in nominal[:sc.max_attempts - 1]) + " s"
+    problem = ""
+    for key in sorted(retried, key=lambda k: -len(service.attempts[k])):
+        waits = service.waits(key)
+        shown = ", ".join(f"{w:.2f}" for w in waits) + " s"
+        if all(w < 0.01 for w in waits):
+            problem = (f"{key} was retried immediately: the waits between its attempts were "
+                       f"{shown}")
+        elif any(b <= a + TOL_S for a, b in zip(waits, waits[1:])):
+            problem = (f"the waits between the attempts of {key} did not grow: {shown}; "
+                       f"exponential backoff doubles them: about {expected_text}")
+        elif any(not 0.8 * w0 - TOL_S <= w <= 1.5 * w0 + base for w, w0 in zip(waits, nominal)):
+            problem = (f"the waits between the attempts of {key} were {shown}; exponential "
+                       f"backoff makes them about {expected_text}")
+        if problem:
+            break
+    report.add("backoff grows exponentially", not problem,
+               problem or f"the waits before retries were about {expected_text}, each about "
+                          "twice the one before",
+               "Before retry number n (1, 2, ...) wait `base_delay_s * 2 ** (n - 1)` seconds, "
+               "plus a little random jitter, with `await asyncio.sleep(...)`.")
+    # Jitter: keys whose first attempt failed at the same moment should not retry together.
+    together = [k for k in retried if service.attempts[k][0][1] is not None]
+    seconds = sorted({round(service.attempts[k][1][0], 6) for k in together})
+    immediate = all(w < 0.01 for k in retried for w in service.waits(k))
+    if len(together) >= 2 and not immediate:  # with no wait at all, there is nothing to spread
+        spread = len(seconds) > 1
+        report.add("jitter spreads the retries", spread,
+                   f"the {len(together)} keys that failed together retried at different moments"
+                   if spread else
+                   f"all {len(together)} keys that failed together retried at the same moment "
+                   f"({fmt_s(seconds[0])})",
+                   "Multiply each wait by a random factor, e.g. `1 + random.random() / 10`, so "
+                   "that clients that failed together do not all come back at the same instant.")
+
+
+def _judge_limiter(report: Report, service: ScriptedService, limiter: RecordingLimiter,
+                   forgot: list[str]) -> None:
+    starts = sorted(t[0] for tries in service.attempts.values() for t in tries)
+    acquired = sorted(limiter.acquired)
+    n, a = len(starts), len(acquired)
+    first_unguarded = next((i for i, (g, s) in enumerate(zip(acquired, starts)) if g > s + TOL_S),
+                           None)
+    if forgot:
+        msg = "limiter.acquire() was called without `await`, so it never ran"
+    elif a < n:
+        msg = (f"limiter.acquire() was awaited {a} times for {n} attempts: retries must wait for "
+               "the limiter too")
+    elif a > n:
+        msg = f"limiter.acquire() was awaited {a} times for {n} attempts: once per attempt is enough"
+    elif first_unguarded is not None:
+        msg = "an attempt started before its limiter.acquire(): acquire first, then fetch"
+    else:
+        msg = ""
+    report.add("acquires the limiter before every attempt", not msg,
+               msg or f"limiter.acquire() was awaited once before each of the {n} attempts",
+               "Put `await limiter.acquire()` inside the retry loop, right before `await "
+               "fetch(key)`: every attempt counts against the rate limit.")
+
+
+def _globals_of(obj: Any) -> dict:
+    """The module globals of a learner's function or class (for `from time import sleep`)."""
+    if inspect.isclass(obj):
+        for value in vars(obj).values():
+            if inspect.isfunction(value):
+                return value.__globals__
+        return {}
+    return getattr(obj, "__globals__", {})
+
+
+EXERCISES = {"RateLimiter": check_rate_limiter, "fetch_with_retries": check_fetch_with_retries}
