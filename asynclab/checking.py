@@ -161,11 +161,6 @@ def common_findings(fn_name: str, obs: Observation) -> list[Finding]:
                                 f"{fn_name} raised {_describe_error(obs.error)}",
                                 "Read the error above; run your function by hand on a small "
                                 "input to see where it fails."))
-        findings.append(Finding("every coroutine awaited", False,
-                                f"{len(obs.never_awaited)} coroutine(s) were created but never "
-                                f"awaited: {obs.never_awaited[0]}",
-                                "Calling a coroutine function only creates a coroutine object; "
-                                "put `await` in front of it, or hand it to create_task/gather."))
     pending = _awaitables_in(obs.result)
     if pending:
         findings.append(Finding("every coroutine awaited", False,
@@ -173,12 +168,21 @@ def common_findings(fn_name: str, obs: Observation) -> list[Finding]:
                                 f"belong, e.g. a {pending[0]}: a forgotten `await`",
                                 "Calling a coroutine function only creates a coroutine object; "
                                 "`await` it to get its value."))
-    elif obs.never_awaited:
+    elif inspect.isawaitable(obs.result):
+        what = (f"coroutine object {obs.result.__qualname__}()" if inspect.iscoroutine(obs.result)
+                else f"{type(obs.result).__name__} object")
+        if inspect.iscoroutine(obs.result):
+            obs.result.close()  # reported here; no "never awaited" warning later
         findings.append(Finding("returns a value, not an awaitable", False,
-                                f"{fn_name} returned {type(obs.result).__name__} object instead of "
-                                "the finished result.",
+                                f"{fn_name} returned a {what} instead of the finished result",
                                 "You returned something that still has to be awaited: "
                                 "`return await ...`, not `return ...`."))
+    elif obs.never_awaited:
+        findings.append(Finding("every coroutine awaited", False,
+                                f"{len(obs.never_awaited)} coroutine(s) were created but never "
+                                f"awaited, so they never ran: {obs.never_awaited[0]}",
+                                "Calling a coroutine function only creates a coroutine object; "
+                                "put `await` in front of it, or hand it to create_task/gather."))
     if obs.blocking_calls:
         first = obs.blocking_calls[0]
         more = f" (and {len(obs.blocking_calls) - 1} more)" if len(obs.blocking_calls) > 1 else ""

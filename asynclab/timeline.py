@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import inspect
 import time
 import types
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class TaskRecord:
     ended: float | None = None
     error: str | None = None
     task: Any = field(default=None, repr=False, compare=False)
+    coro: Any = field(default=None, repr=False, compare=False)
 
     def resolve_name(self) -> None:
         """Take the task's own name when it was given one (``create_task(..., name=...)``)."""
@@ -57,7 +59,23 @@ class TaskRecord:
             given = self.task.get_name()
             if not given.startswith("Task-"):
                 self.name = given
-            self.task = None  # do not keep finished tasks alive
+
+    def settle(self) -> None:
+        """At the end of the trace: note a task that was cancelled before its first step.
+
+        Such a task never touched its coroutine; it is closed here, or Python
+        would later warn that it "was never awaited" although it was handed
+        to a task. References to the task and coroutine are then dropped.
+        """
+        self.resolve_name()
+        coro, task = self.coro, self.task
+        self.coro = self.task = None
+        if (self.outcome == RUNNING and task is not None and task.done()
+                and inspect.iscoroutine(coro)
+                and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED):
+            coro.close()
+            self.outcome = CANCELLED if task.cancelled() else FAILED
+            self.ended = self.created
 
     @property
     def started(self) -> float | None:
@@ -152,6 +170,7 @@ class Timeline:
     def wrap(self, coro: Any, name: str | None = None) -> tuple[Any, TaskRecord]:
         """Wrap ``coro`` so that its steps are recorded as one row; returns (wrapped, record)."""
         rec = TaskRecord(name or _coro_name(coro), self.clock())
+        rec.coro = coro
         self.records.append(rec)
         return _traced(coro, rec, self.clock), rec
 
@@ -269,7 +288,8 @@ def trace() -> Iterator[Timeline]:
         _ACTIVE.reset(token)
         loop.set_task_factory(previous)
         timeline.t1 = loop.time()
-        timeline._resolve_names()
+        for record in timeline.records:
+            record.settle()
 
 
 def traced(coro: Any, name: str | None = None) -> Any:

@@ -140,3 +140,22 @@ def test_row_labels_and_units():
     assert row_labels(["a", "b", "a"]) == ["a #1", "b", "a #2"]
     assert time_unit(0.25) == ("ms", 1000.0)
     assert time_unit(30) == ("s", 1.0)
+
+
+def test_task_cancelled_before_its_first_step_leaves_no_never_awaited_warning():
+    import gc
+    import warnings
+
+    async def main():
+        with trace() as tl:
+            task = asyncio.create_task(sleeper(1, "x"), name="early")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return tl
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tl = run_virtual(main()).unwrap()
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    assert tl.records[0].outcome == "cancelled"
