@@ -3,7 +3,8 @@
 #   make test   build .venv/ on first use, then run the whole suite
 # Other targets: make venv (only build), make exercises (regenerate exercises/ from solutions/),
 # make index (regenerate the course map in notebooks/00_index.ipynb),
-# make bench (print the tracing-overhead ratio).
+# make bench (print the tracing-overhead ratio),
+# make site (the read-only web edition of the lessons, into site/).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,10 +13,27 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 # Jupyter refuses to run as root unless told to (containers, Binder-like machines).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The course's JupyterLab settings (no news pop-up, the notebook's kernel started without a
+# dialog): JupyterLab reads overrides.json from <environment>/share/jupyter/lab/settings/.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+# The browser tests (tests/browser/) drive Debian's Chromium; without it they are skipped.
+CHROMIUM := $(or $(ASYNCLAB_CHROMIUM),$(shell command -v chromium 2>/dev/null),$(shell command -v chromium-browser 2>/dev/null))
+define BROWSER_NOTE
+if [ -z "$(CHROMIUM)" ]; then \
+  echo ""; \
+  echo "************************************************************************"; \
+  echo "*  BROWSER TESTS SKIPPED: Chromium is not installed, so tests/browser/  *"; \
+  echo "*  (JupyterLab driven as a learner) did not run. Install it with:       *"; \
+  echo "*      sudo apt-get install -y chromium                                 *"; \
+  echo "*  or point ASYNCLAB_CHROMIUM at a Chromium/Chrome binary.              *"; \
+  echo "************************************************************************"; \
+  echo ""; \
+fi
+endef
 
-.PHONY: venv lab test exercises index bench clean
+.PHONY: venv lab test exercises index bench site clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(LAB_SETTINGS)
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The course needs Python 3.11 or newer; run: make PYTHON=python3.11 ...")'
@@ -26,11 +44,16 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 	@echo "The course environment is ready in $(VENV)/"
 
-lab: $(STAMP)
+$(LAB_SETTINGS): jupyter/overrides.json $(STAMP)
+	@mkdir -p $(dir $@)
+	cp jupyter/overrides.json $@
+
+lab: $(STAMP) $(LAB_SETTINGS)
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks/00_index.ipynb $(ROOT_FLAG)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(LAB_SETTINGS)
+	@$(BROWSER_NOTE)
+	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; $(BROWSER_NOTE); exit $$status
 
 exercises: $(STAMP)
 	$(BIN)/asynclab exercises
@@ -40,6 +63,9 @@ index: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_tracing.py
+
+site: $(STAMP)
+	$(BIN)/python scripts/build_site.py --out site
 
 clean:
 	rm -rf $(VENV) build site
