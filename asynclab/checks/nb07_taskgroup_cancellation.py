@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from asynclab.checking import Report, observe, plural, require_coroutine_function
 from asynclab.checks._findings import (Ending, add_new, describe_error, ending_of, safe_findings,
                                        seconds, short_repr)
-from asynclab.fakes import FakeService, ServiceError
+from asynclab.fakes import Call, FakeService, ServiceError
 
 NOTEBOOK = "07_taskgroup_cancellation"
 TOLERANCE_S = 1e-3
@@ -38,8 +38,17 @@ class Run:
     releases: Releases
     ending: Ending | None = None
 
+    def calls(self) -> list[Call]:
+        """The fetches in the order they started; at the same instant, in the order of the keys.
+
+        (A TaskGroup cancels its tasks in set order, so tasks that go on after being
+        cancelled restart in an order that changes from run to run: reports must not.)
+        """
+        order = {key: i for i, key in enumerate(self.service.latency_s_map)}
+        return sorted(self.service.calls, key=lambda c: (c.start, order.get(c.key, len(order))))
+
     def look(self) -> dict:
-        return {"running": [c.key for c in self.service.calls if c.outcome == "running"],
+        return {"running": [c.key for c in self.calls() if c.outcome == "running"],
                 "released": list(self.releases.log)}
 
 
@@ -175,7 +184,7 @@ def _judge_success(report: Report, sc: Scenario, r: Run, obs) -> None:
 
 def _judge_failure(report: Report, sc: Scenario, r: Run) -> None:
     ending = r.ending
-    calls = r.service.calls
+    calls = r.calls()
     failed = [c for c in calls if c.outcome == "error"]
     fail_at = failed[0].end if failed else sc.latency_s[sc.failing]
     at = seconds(fail_at)
@@ -236,7 +245,7 @@ def _judge_restarts(report: Report, r: Run, since: float, when: str, failing: st
     """A failure when a fetch started after ``since`` (a cancelled task that went on)."""
     seen: set[str] = set()
     again = []
-    for call in r.service.calls:
+    for call in r.calls():
         if call.start > since + TOLERANCE_S or call.key in seen:
             again.append(call)
         seen.add(call.key)
@@ -268,7 +277,7 @@ def _judge_caller_cancel(report: Report, sc: Scenario, r: Run, obs) -> None:
         return
     ending = r.ending
     running = ending.seen.get("running", [])
-    late = [c for c in r.service.calls if c.start > sc.cancel_at_s + TOLERANCE_S]
+    late = [c for c in r.calls() if c.start > sc.cancel_at_s + TOLERANCE_S]
     if ending.how == "cancelled" and not running and not late \
             and ending.at <= sc.cancel_at_s + TOLERANCE_S:
         report.add(prop, True, f"cancelled by its caller at {at}, it cancelled every fetch and let "
@@ -296,12 +305,14 @@ def _judge_caller_cancel(report: Report, sc: Scenario, r: Run, obs) -> None:
 def _release_problem(r: Run) -> str | None:
     """What is wrong with the releases of one run, in a sentence; None when all is right."""
     released = r.ending.seen.get("released", [])
-    done = [c for c in r.service.calls if c.end is not None and c.end <= r.ending.at + TOLERANCE_S
+    done = [c for c in r.calls() if c.end is not None and c.end <= r.ending.at + TOLERANCE_S
             and c.key not in r.ending.seen.get("running", [])]
-    fetched = Counter(c.key for c in r.service.calls)
+    fetched = Counter(c.key for c in r.calls())
     times: dict[str, list[float]] = {}
     for key, t in released:
         times.setdefault(key, []).append(t)
+    order = {key: i for i, key in enumerate(r.service.latency_s_map)}
+    times = dict(sorted(times.items(), key=lambda kv: order.get(kv[0], len(order))))
     never = [k for k in times if k not in fetched]
     if never:
         return f"in the run {r.what}, {never[0]} was released but never fetched"
@@ -312,7 +323,7 @@ def _release_problem(r: Run) -> str | None:
     # Pair the n-th fetch of a key with the n-th release of that key.
     nth: Counter[str] = Counter()
     missing, early = [], []
-    for call in r.service.calls:  # in the order they started
+    for call in r.calls():  # in the order they started
         index = nth[call.key]
         nth[call.key] += 1
         if call not in done:
