@@ -8,10 +8,16 @@ Candidates for ``asynclab.checking``:
   "runs without error" with the learner's line, and the rest is judged as usual.
 * ``add_new`` adds findings to a report, skipping properties it already has, so
   that a blocking call seen in three runs is reported once.
-* ``At`` snapshots, on the loop's clock, what was still going on at the moment
-  the learner's function returned or raised: a run_virtual loop cancels left-over
-  tasks when it closes, so looking only at the end of the run would make "never
-  cancelled" look like "cancelled at the right moment".
+* ``ending_of`` records how and when the learner's call ended (returned, raised,
+  cancelled) and snapshots, in that same step, what was still going on: a
+  run_virtual loop cancels left-over tasks when it closes, so looking only at the
+  end of the run would make "never cancelled" look like "cancelled at the right
+  moment". It can also cancel the call after a while, as a caller would.
+* ``describe_error`` names the first error inside an ExceptionGroup (with the
+  learner's line), not just the group.
+
+``safe_findings`` patches the same crash as ``_observed.basic_findings`` (checks
+01-04); the fix belongs in ``checking.common_findings`` itself.
 """
 
 from __future__ import annotations
