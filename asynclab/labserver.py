@@ -50,8 +50,8 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-__all__ = ["Hit", "LabAPI", "LabServer", "SESSION", "FakeSession", "max_in_window",
-           "window_series"]
+__all__ = ["Hit", "LabAPI", "LabServer", "SESSION", "FakeSession", "busiest_window",
+           "max_in_window", "window_series"]
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
@@ -90,7 +90,8 @@ class LabAPI:
     that an attempt fails with 503 and ``slow_rate`` the chance that it hangs
     for ``slow_s`` (for client timeouts), both decided by ``seed``;
     ``fail_every=n`` makes every n-th request (counted over all paths) fail.
-    ``rate_limit`` is the most requests served in any one-second window.
+    ``rate_limit`` is the most ``/records`` requests served in any one-second
+    window; the three profile services are not limited.
     """
 
     def __init__(self, *, latency_s: float | Callable[[str], float] = 0.05,
@@ -112,7 +113,10 @@ class LabAPI:
 
     # -- behaviour -------------------------------------------------------
     def _fate(self, key: str, number: int) -> str:
-        """"ok", "fail" (503) or "slow" for request ``number`` (1, 2, ... over all paths) of ``key``."""
+        """What happens to request ``number`` (counted over all paths) for record ``key``.
+
+        ``"ok"``, ``"fail"`` (answered 503) or ``"slow"`` (hangs for ``slow_s``).
+        """
         self._attempts[key] += 1
         if self.fail_every and number % self.fail_every == 0:
             return "fail"
@@ -371,18 +375,25 @@ class FakeSession:
 
 
 # -- reading request times ------------------------------------------------
-def max_in_window(times: Sequence[float], window_s: float = 1.0, tol_s: float = 1e-6) -> int:
-    """The most ``times`` inside any half-open window ``[t, t + window_s)``.
+def busiest_window(times: Sequence[float], window_s: float = 1.0,
+                   tol_s: float = _TOL_S) -> tuple[int, float, float]:
+    """``(count, first, last)`` of the half-open window ``[t, t + window_s)`` holding most ``times``.
 
     ``tol_s`` absorbs float rounding: two times closer than ``window_s - tol_s``
     are in one window, two exactly ``window_s`` apart are not.
     """
     ordered = sorted(times)
-    best = 0
+    best = (0, 0.0, 0.0)
     for i, t in enumerate(ordered):
         j = bisect.bisect_left(ordered, t + window_s - tol_s, lo=i)
-        best = max(best, j - i)
+        if j - i > best[0]:
+            best = (j - i, t, ordered[j - 1])
     return best
+
+
+def max_in_window(times: Sequence[float], window_s: float = 1.0, tol_s: float = _TOL_S) -> int:
+    """The most ``times`` inside any half-open window ``[t, t + window_s)``."""
+    return busiest_window(times, window_s, tol_s)[0]
 
 
 def window_series(times: Sequence[float], window_s: float = 1.0,

@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 
 from asynclab import run_virtual
-from asynclab.labserver import (SESSION, FakeSession, LabAPI, LabServer, max_in_window,
-                                window_series)
+from asynclab.labserver import (SESSION, FakeSession, LabAPI, LabServer, busiest_window,
+                                max_in_window, window_series)
 
 
 def run(coro):
@@ -168,6 +168,11 @@ def test_max_in_window_uses_half_open_windows():
     assert max_in_window([0.0, 1.0, 2.0]) == 1
     assert max_in_window([0.0, 0.9999999999999999]) == 1  # float rounding of "one second later"
     assert max_in_window([]) == 0
+
+
+def test_busiest_window_says_where_it_is():
+    assert busiest_window([1.9, 0.0, 0.2, 1.1, 1.15]) == (3, 0.2, 1.15)  # the first busiest
+    assert busiest_window([]) == (0, 0.0, 0.0)
 
 
 def test_window_series_rises_and_falls():

@@ -21,7 +21,7 @@ from typing import Any
 
 from asynclab.checking import Report, observe, plural
 from asynclab.checks._findings import safe_findings
-from asynclab.labserver import max_in_window
+from asynclab.labserver import busiest_window
 
 NOTEBOOK = "10_real_io"
 WINDOW_S = 1.0
@@ -73,17 +73,6 @@ def earliest_starts(arrivals: list[float], rate_per_s: int, window_s: float = WI
             start = max(start, starts[k - rate_per_s] + window_s)
         starts.append(start)
     return starts
-
-
-def busiest_window(times: list[float], window_s: float = WINDOW_S) -> tuple[int, float, float]:
-    """(count, first, last) of the half-open window of ``window_s`` holding the most times."""
-    ordered = sorted(times)
-    best = (0, 0.0, 0.0)
-    for i, t in enumerate(ordered):
-        inside = [u for u in ordered[i:] if u < t + window_s - TOL_S]
-        if len(inside) > best[0]:
-            best = (len(inside), inside[0], inside[-1])
-    return best
 
 
 def check_rate_limiter(cls: Any, *, variant: str = "public") -> Report:

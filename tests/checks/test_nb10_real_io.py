@@ -7,7 +7,8 @@ import time
 import pytest
 
 from asynclab.checks import check
-from asynclab.checks.nb10_real_io import busiest_window, earliest_starts, limiter_scenario
+from asynclab.checks.nb10_real_io import earliest_starts, limiter_scenario
+from asynclab.labserver import busiest_window
 from conftest import define, failed_props
 
 LIMITER_TAIL = '''
