@@ -317,6 +317,11 @@ def wait_for_run(page, cells: list[CellPlan], timeout_s: float = 90.0) -> dict:
         page.wait_for_timeout(250)
 
 
+def prompt_number(prompt: str) -> int:
+    """The execution count a prompt shows ("[3]:" -> 3), or 0 (not run, queued or running)."""
+    return int(prompt.strip("[]: ")) if PROMPT_DONE.match(prompt) else 0
+
+
 def cell(page, index: int):
     return page.locator(f"{NB} .jp-Notebook .jp-Cell").nth(index)
 
@@ -331,14 +336,15 @@ def select_cell(page, index: int) -> None:
 def run_cell(page, index: int, timeout_s: float = 60.0) -> dict:
     """Select a code cell, press Shift+Enter, wait until it has run; return its state."""
     select_cell(page, index)
-    before = notebook_state(page)["cells"][index]["prompt"]
+    # Execution counts only grow in a kernel: the cell has run when its count is above every
+    # count on the page before (clear the committed outputs first, whose counts are stale).
+    before = max(prompt_number(c["prompt"]) for c in notebook_state(page)["cells"])
     page.keyboard.press("Shift+Enter")
     deadline = time.monotonic() + timeout_s
     while True:
         state = notebook_state(page)
         seen = state["cells"][index]
-        if (PROMPT_DONE.match(seen["prompt"]) and seen["prompt"] != before
-                and state["status"] == "idle"):
+        if prompt_number(seen["prompt"]) > before and state["status"] == "idle":
             return seen
         if time.monotonic() > deadline:
             raise AssertionError(f"cell {index} did not run within {timeout_s:g} s "
