@@ -299,13 +299,13 @@ def _names(keys: list[str]) -> str:
     return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
 
 
-def _what(outcome: Any) -> str:
+def _what(outcome: Any, limit: int = 80) -> str:
     if isinstance(outcome, BaseException):
         text = f"raised {type(outcome).__name__}: {outcome}" if str(outcome) else \
             f"raised {type(outcome).__name__}"
     else:
         text = f"returned {outcome!r}"
-    return text if len(text) <= 80 else text[:79] + "…"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
@@ -350,6 +350,14 @@ def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
     if obs.error is not None:
         return report
 
+    foreign = [o for o in outcomes.values() if isinstance(o, BaseException)
+               and not isinstance(o, (ConnectionError, TimeoutError, LookupError))]
+    if obs.hang is None and outcomes and len(foreign) == len(outcomes):
+        report.add("runs without error", False,
+                   f"fetch_with_retries {_what(foreign[0], limit=200)} for every key",
+                   "The check calls `await fetch_with_retries(fetch, key, limiter, "
+                   "max_attempts=..., base_delay_s=...)`: keep that signature, and read the error.")
+        return report
     if obs.hang is None:
         _judge_results(report, sc, service, outcomes)
     _judge_attempt_counts(report, sc, service, outcomes, finished=obs.hang is None)
@@ -364,13 +372,16 @@ def _judge_results(report: Report, sc: RetryScenario, service: ScriptedService,
                    outcomes: dict[str, Any]) -> None:
     good = [k for k in sc.scripts if sc.succeeds(k) is not None]
     wrong = [k for k in good if outcomes.get(k) != service.data_for(k)]
-    raised = bool(wrong) and isinstance(outcomes.get(wrong[0]), BaseException)
+    outcome = outcomes.get(wrong[0]) if wrong else None
+    if isinstance(outcome, (ConnectionError, TimeoutError)):
+        hint = "Catch ConnectionError and TimeoutError and try again, up to max_attempts times."
+    elif isinstance(outcome, BaseException):
+        hint = "Read the error: it came from your code, not from `fetch`."
+    else:
+        hint = "Return what `await fetch(key)` returned, from the attempt that succeeded."
     report.add("returns the data", not wrong,
                f"{_names(good)} returned their data" if not wrong else
-               f"{wrong[0]} {_what(outcomes.get(wrong[0]))}; expected {service.data_for(wrong[0])!r}",
-               "Catch ConnectionError and TimeoutError and try again, up to max_attempts times."
-               if raised else
-               "Return what `await fetch(key)` returned, from the attempt that succeeded.")
+               f"{wrong[0]} {_what(outcome)}; expected {service.data_for(wrong[0])!r}", hint)
 
 
 def _judge_attempt_counts(report: Report, sc: RetryScenario, service: ScriptedService,

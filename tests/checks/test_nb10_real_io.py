@@ -398,6 +398,9 @@ async def fetch_with_retries(fetch, key, limiter, max_attempts=4, base_delay_s=0
         "        time.sleep(delay_s * (1 + random.random() / 10))\n").replace(
         "import asyncio, random", "import asyncio, random, time"),
         "never blocks the event loop", "time.sleep("),
+    "other parameter names": (RETRIES.replace("max_attempts", "retries"),
+                              "runs without error", "unexpected keyword argument 'max_attempts' for "
+                                                    "every key"),
     "not async": ('''
 def fetch_with_retries(fetch, key, limiter, max_attempts=4, base_delay_s=0.5):
     return None
