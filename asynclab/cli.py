@@ -1,12 +1,22 @@
-"""The ``asynclab`` command: ``asynclab exercises`` (and, as the course grows, check and grade)."""
+"""The ``asynclab`` command.
+
+* ``asynclab exercises``: regenerate ``exercises/`` from ``solutions/`` (authors);
+* ``asynclab check NOTEBOOK...``: run your exercise notebook in a fresh kernel and
+  judge every exercise in it with the course's checks (learners);
+* ``asynclab grade SUBMISSIONS --out OUT``: grade a class (instructors).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
 from pathlib import Path
 
 from asynclab.authoring import AuthoringError, write_exercises
+
+EXIT_PASSED, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 
 def _course_root() -> Path:
@@ -29,12 +39,129 @@ def cmd_exercises(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limits(args: argparse.Namespace, **overrides):
+    from asynclab.judge import Limits
+
+    return Limits(timeout_cell=args.timeout_cell, timeout_notebook=args.timeout_notebook,
+                  memory_mb=args.memory_mb, **overrides)
+
+
+def _print_verdict(path: str, verdict) -> None:
+    from asynclab.judge import report_text
+
+    print(f"== {path}")
+    for name, ex in verdict.exercises.items():
+        report = ex.reports.get("public")
+        if report is not None:
+            print(report_text(report))
+        elif not ex.messages:
+            print(f"{name}: not judged")
+        for message in ex.messages:
+            print(f"{name}: {message}" if report is None else f"  ! {message}")
+    for note in verdict.notes:
+        print(f"note: {note}")
+    passed = sum(ex.passed for ex in verdict.exercises.values())
+    print(f"{passed} of {len(verdict.exercises)} exercise(s) passed in {path}")
+
+
+async def _check_all(paths: list[Path], root: Path, limits) -> list:
+    """Judge the notebooks, a few at once; each result is a verdict or an UnusableInput."""
+    from asynclab.judge import UnusableInput, judge_file
+
+    max_in_flight = asyncio.Semaphore(os.cpu_count() or 1)
+
+    async def check_one(path: Path):
+        async with max_in_flight:
+            try:
+                return await judge_file(path, root, limits)
+            except UnusableInput as exc:
+                return exc
+
+    async with asyncio.TaskGroup() as tasks:
+        running = [tasks.create_task(check_one(path)) for path in paths]
+    return [task.result() for task in running]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every exercise passed, 1 when one failed, 2 when a file cannot be judged."""
+    from asynclab.judge import UnusableInput, course_root
+
+    root = course_root(args.root)
+    paths = [Path(p) for p in args.notebooks]
+    results = asyncio.run(_check_all(paths, root, _limits(args)))
+    status = EXIT_PASSED
+    for path, result in zip(paths, results):
+        if isinstance(result, UnusableInput):
+            print(f"asynclab check: {result}", file=sys.stderr)
+            status = EXIT_UNUSABLE
+            continue
+        _print_verdict(str(path), result)
+        if not result.passed and status == EXIT_PASSED:
+            status = EXIT_FAILED
+    return status
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from asynclab.grader import GradeSettings, main_grade
+    from asynclab.judge import course_root
+
+    submissions = Path(args.submissions)
+    if not submissions.is_dir():
+        print(f"asynclab grade: {submissions}: not a folder (SUBMISSIONS holds one folder per "
+              "learner)", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if args.jobs < 1:
+        print("asynclab grade: --jobs must be at least 1", file=sys.stderr)
+        return EXIT_UNUSABLE
+    settings = GradeSettings(submissions=submissions.resolve(), out=Path(args.out).resolve(),
+                             root=course_root(args.root), max_in_flight=args.jobs,
+                             force=args.force,
+                             limits=_limits(args, variants=("public", "hidden"), want_png=True),
+                             show_progress=not args.quiet)
+    return main_grade(settings)
+
+
+def _add_limits(p: argparse.ArgumentParser, cell: float, notebook: float) -> None:
+    p.add_argument("--timeout-cell", type=float, default=cell, metavar="S",
+                   help=f"seconds one cell may run (default {cell:g})")
+    p.add_argument("--timeout-notebook", type=float, default=notebook, metavar="S",
+                   help=f"seconds one notebook may run, kernel restarts included "
+                        f"(default {notebook:g})")
+    p.add_argument("--memory-mb", type=int, default=2048, metavar="M",
+                   help="memory limit of each kernel, in MB (default 2048)")
+    p.add_argument("--root", help="the course folder (default: this folder, or the installed course)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asynclab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="asynclab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("exercises", help="regenerate exercises/ from solutions/")
     p.add_argument("--root", help="the course folder (default: this folder)")
     p.set_defaults(func=cmd_exercises)
+
+    p = sub.add_parser("check", help="run exercise notebooks in a fresh kernel and judge them",
+                       description="Run each notebook in a fresh kernel and judge every exercise "
+                       "in it with the course's checks, whatever its check cells say. Exit "
+                       "status: 0 all passed, 1 something failed, 2 a file cannot be judged.")
+    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK",
+                   help="an exercise notebook, named like the course's (05_semaphore.ipynb)")
+    _add_limits(p, cell=60, notebook=300)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("grade", help="grade a class: one folder per learner",
+                       description="Grade every learner's exercise notebooks (SUBMISSIONS/<learner>/"
+                       "NN_slug.ipynb) with the public and hidden checks; write OUT/gradebook.csv, "
+                       "OUT/gradebook.json and OUT/feedback/<learner>.html. A second run skips "
+                       "notebooks already graded; Ctrl-C stops cleanly.")
+    p.add_argument("submissions", metavar="SUBMISSIONS", help="folder with one folder per learner")
+    p.add_argument("--out", required=True, metavar="OUT", help="where to write the gradebook")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="notebooks run at once (default: the number of cores)")
+    p.add_argument("--force", action="store_true", help="grade again what an earlier run graded")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_limits(p, cell=60, notebook=300)
+    p.set_defaults(func=cmd_grade)
     return parser
 
 

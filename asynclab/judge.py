@@ -1,0 +1,909 @@
+"""Run one learner's exercise notebook in a fresh kernel and judge every exercise in it.
+
+Shared by ``asynclab check`` (a learner checks their own notebook) and
+``asynclab grade`` (an instructor grades a class). What is guaranteed:
+
+* **Only the answers are taken from the learner.** The notebook that runs is the
+  course's own exercise notebook (built from ``solutions/`` when present, else
+  ``exercises/``), with the learner's ``answer``-tagged cells in place of the
+  course's, matched by the exercise they define, else by position. Check cells
+  are dropped and replaced by judging cells the learner never saw, so edited
+  check cells and forged outputs change nothing: everything is re-executed.
+* **The verdict comes from the course's checks**, captured before any learner
+  code runs, and is refused when the learner's code replaced part of the course
+  package, asyncio, the clock or the interpreter's hooks (see
+  ``asynclab.grading_guard`` for what is covered and what is not).
+* **Hard limits.** Each cell has a time limit and the notebook has one; the
+  kernel runs under a memory limit (``asynclab.grading_kernel``) and its resident
+  memory is polled. A kernel that overruns, hangs in a top-level ``await``,
+  exhausts memory or dies is killed with its whole process tree (psutil), and
+  the notebook is run again in a fresh kernel *without the cell that caused it*,
+  so the other exercises are still judged, until the notebook's time runs out.
+* **Clear words for every failure**, per exercise: what failed and why.
+
+Points (used by the grader): an exercise earns 1 point when its answer cell ran
+without error within its time limit, every property of the public check and of
+the hidden check passed, and no tampering was detected; otherwise 0.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import base64
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import nbformat
+import psutil
+
+from asynclab.authoring import ANSWER_TAG, CHECK_TAG, make_exercise
+from asynclab.checking import Finding, Report
+from asynclab.checks import exercises_for, registry
+
+__all__ = ["UnusableInput", "Limits", "CourseNotebook", "ExerciseVerdict", "NotebookVerdict",
+           "course_root", "course_notebooks", "load_course_notebook", "read_notebook",
+           "judge_notebook", "judge_file", "kill_tree", "report_text"]
+
+GRADER_VERSION = "1"
+GUARD_NAME = "_asynclab_judge_"
+MAX_ATTEMPTS = 4  # first run + up to 3 re-runs without a cell that killed the kernel
+SETUP_BUDGET_S = 60.0
+JUDGE_BUDGET_PER_VARIANT_S = 15.0  # a check gives up on a hanging function after 5 s
+KILL_GRACE_S = 10.0
+MEMORY_POLL_S = 0.25
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class UnusableInput(Exception):
+    """The file cannot be judged: the message is one line that says why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How one notebook is run and judged."""
+
+    timeout_cell: float = 60.0  # seconds for one cell
+    timeout_notebook: float = 300.0  # seconds for the whole notebook, re-runs included
+    memory_mb: int = 2048  # kernel data segment limit, and resident-memory kill line
+    startup_timeout: float = 60.0  # seconds for a kernel to start
+    output_cap_bytes: int = 1_000_000  # per cell; the rest of a flood is dropped
+    variants: tuple[str, ...] = ("public",)
+    want_png: bool = False
+
+
+# -- the course --------------------------------------------------------------------------------
+
+
+def course_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The course folder (with ``solutions/`` or ``exercises/``): explicit, else cwd, else the package's."""
+    if explicit:
+        return Path(explicit).resolve()
+    here = Path.cwd()
+    if (here / "exercises").is_dir() or (here / "solutions").is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent
+
+
+def course_notebooks(root: Path) -> dict[str, Path]:
+    """``{stem: path}`` of every exercise notebook that has checks, in course order."""
+    found: dict[str, Path] = {}
+    for stem in sorted(registry()):
+        for folder in ("solutions", "exercises"):
+            path = root / folder / f"{stem}.ipynb"
+            if path.is_file():
+                found[stem] = path
+                break
+    return found
+
+
+def tags(cell: dict) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []) or [])
+
+
+def defined_names(source: str) -> list[str]:
+    """Top-level functions and classes a cell defines (regex fallback when it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return re.findall(r"^(?:async\s+def|def|class)\s+([A-Za-z_]\w*)", source, re.M)
+    return [node.name for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
+def checked_name(source: str) -> str | None:
+    """``fetch_all_urls`` for a check cell ``check(fetch_all_urls)``."""
+    match = re.search(r"check\(\s*([A-Za-z_]\w*)", source)
+    return match.group(1) if match else None
+
+
+@dataclass
+class AnswerSlot:
+    """One answer cell of the course's notebook and the exercise(s) it holds."""
+
+    number: int  # 1-based, in notebook order
+    cell_index: int
+    names: list[str]
+
+    @property
+    def label(self) -> str:
+        return f"answer cell {self.number} ({', '.join(self.names) or 'no exercise'})"
+
+
+@dataclass
+class CourseNotebook:
+    stem: str
+    path: Path
+    template: Any  # nbformat.NotebookNode: the exercise notebook as shipped
+    slots: list[AnswerSlot]
+    exercises: list[str]  # in the order they are judged
+    digest: str  # changes when the notebook, its checks or the judge change
+
+
+def _course_digest(stem: str, template: Any) -> str:
+    h = hashlib.sha256(GRADER_VERSION.encode())
+    h.update(nbformat.writes(template).encode())
+    package = Path(__file__).resolve().parent
+    for name in ("grading_guard.py", "judge.py", "checking.py", "fakes.py", "vtime.py"):
+        with contextlib.suppress(OSError):
+            h.update((package / name).read_bytes())
+    for check in exercises_for(stem).values():
+        module = sys.modules.get(check.__module__)
+        with contextlib.suppress(OSError, TypeError):
+            h.update(Path(module.__file__).read_bytes())  # type: ignore[union-attr,arg-type]
+    return h.hexdigest()[:16]
+
+
+def load_course_notebook(stem: str, root: Path) -> CourseNotebook:
+    """The course's copy of exercise notebook ``stem``; UnusableInput when there is none."""
+    known = course_notebooks(root)
+    if stem not in known:
+        names = ", ".join(f"{s}.ipynb" for s in known) or "none found"
+        raise UnusableInput(f"{stem}.ipynb is not one of the course's exercise notebooks "
+                            f"({names})")
+    path = known[stem]
+    notebook = nbformat.read(path, as_version=4)
+    template = make_exercise(notebook, path.name) if path.parent.name == "solutions" else notebook
+    checks = list(exercises_for(stem))
+    slots: list[AnswerSlot] = []
+    for index, cell in enumerate(template.cells):
+        if cell.cell_type == "code" and ANSWER_TAG in tags(cell):
+            names = [n for n in defined_names(cell.source) if n in checks]
+            slots.append(AnswerSlot(len(slots) + 1, index, names))
+    unplaced = [n for n in checks if not any(n in s.names for s in slots)]
+    for slot in slots:  # an answer cell whose exercise is not found by name: by position
+        if not slot.names and unplaced:
+            slot.names.append(unplaced.pop(0))
+    return CourseNotebook(stem, path, template, slots, checks, _course_digest(stem, template))
+
+
+def notebook_stem(path: Path) -> str:
+    return path.name[:-len(".ipynb")] if path.name.endswith(".ipynb") else path.stem
+
+
+def read_notebook(path: Path) -> Any:
+    """Read a learner's notebook; UnusableInput (one line) when it cannot be a notebook."""
+    if not path.exists():
+        raise UnusableInput(f"{path}: no such file")
+    if path.is_dir():
+        raise UnusableInput(f"{path}: is a folder, not a notebook")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UnusableInput(f"{path.name}: the file is empty, not a notebook")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UnusableInput(f"{path.name}: not a notebook (not a text file)") from None
+    except json.JSONDecodeError as exc:
+        raise UnusableInput(f"{path.name}: not a notebook: malformed JSON (line {exc.lineno}, "
+                            f"column {exc.colno}: {exc.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise UnusableInput(f"{path.name}: not a notebook: JSON without a list of cells")
+    try:
+        notebook = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds
+        raise UnusableInput(f"{path.name}: not a readable notebook ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    for cell in notebook.cells:
+        if not isinstance(cell.get("source", ""), str) or "cell_type" not in cell:
+            raise UnusableInput(f"{path.name}: not a readable notebook (a cell has no type or "
+                                "source)")
+    return notebook
+
+
+# -- building the notebook that runs ----------------------------------------------------------
+
+# Things an exercise never needs, used by code written to fool a judge. Not an error: a note
+# for the instructor's review.
+REVIEW_PATTERNS = {
+    r"\bsys\._getframe\b|\bsys\._current_frames\b|\binspect\.(currentframe|stack)\b|\bf_back\b|\bf_locals\b":
+        "reads interpreter frames",
+    r"\bgc\.(get_objects|get_referrers|get_referents)\b": "searches the garbage collector",
+    r"\bctypes\b": "uses ctypes",
+    r"\bsettrace\b|\bsetprofile\b|\baddaudithook\b": "installs trace or audit hooks",
+    r"\b__code__\b|\b__globals__\b|\b__kwdefaults__\b|\b__defaults__\b|\b__closure__\b":
+        "rewrites function internals",
+    r"\bsetattr\s*\(|\bbuiltins\b|\b__builtins__\b": "sets attributes dynamically or touches builtins",
+    r"\bsys\.modules\b|\bimportlib\b": "manipulates imported modules",
+    r"\bglobals\s*\(\s*\)|\bget_ipython\b|\buser_ns\b|%reset": "manipulates the notebook's namespace",
+    r"\basynclab\.[\w.]+\s*=[^=]|\basyncio\.[\w.]+\s*=[^=]|\blooptime\b": "assigns into the course "
+        "package or asyncio",
+    r"\b_asynclab_judge_": "refers to the grader's judge",
+    r"^\s*(from|import)\s+asynclab\b": "imports the course package (the setup cell already does)",
+}
+
+
+def review_flags(source: str) -> list[str]:
+    """Why an answer cell deserves a human look (empty for ordinary exercise code)."""
+    return [why for pattern, why in REVIEW_PATTERNS.items() if re.search(pattern, source)]
+
+
+@dataclass
+class PlannedCell:
+    role: str  # "setup" | "course" | "answer" | "judge"
+    source: str
+    label: str
+    budget: float
+    exercises: list[str] = field(default_factory=list)
+    result_path: str = ""
+
+
+@dataclass
+class Plan:
+    cells: list[PlannedCell]
+    nonce: str
+    missing: dict[str, str]  # exercise -> why its answer cell is missing
+    notes: list[str]
+    flags: list[str]
+
+
+def _match_answers(course: CourseNotebook, learner: Any) -> tuple[dict[int, Any], dict[str, str]]:
+    """Learner answer cell for each course slot (by the exercise it defines, else by position)."""
+    answers = [c for c in learner.cells if c.cell_type == "code" and ANSWER_TAG in tags(c)]
+    known = set(course.exercises)
+    claimed: set[int] = set()
+    matched: dict[int, Any] = {}
+    for slot in course.slots:
+        for i, cell in enumerate(answers):
+            if i not in claimed and set(defined_names(cell.source)) & set(slot.names):
+                matched[slot.number], _ = cell, claimed.add(i)
+                break
+    for slot in course.slots:
+        if slot.number in matched:
+            continue
+        position = slot.number - 1
+        if position < len(answers) and position not in claimed \
+                and not set(defined_names(answers[position].source)) & known:
+            matched[slot.number], _ = answers[position], claimed.add(position)
+    missing: dict[str, str] = {}
+    untagged = [c for c in learner.cells if c.cell_type == "code" and ANSWER_TAG not in tags(c)]
+    for slot in course.slots:
+        if slot.number in matched:
+            continue
+        elsewhere = [n for n in slot.names
+                     if any(n in defined_names(c.source) for c in untagged)]
+        why = (f"{slot.label} is missing: a cell of yours defines {elsewhere[0]} but is not "
+               f"tagged `{ANSWER_TAG}`; put the tag back (cell toolbar or property inspector), "
+               "only answer cells are graded" if elsewhere else
+               f"{slot.label} is missing: your notebook has no cell tagged `{ANSWER_TAG}` for "
+               "it (did you delete the cell or remove its tag?); copy the cell back from the "
+               "course's notebook and write your answer in it")
+        for name in slot.names:
+            missing[name] = why
+    return matched, missing
+
+
+def _extra_cells_note(course: CourseNotebook, learner: Any) -> str | None:
+    course_sources = {c.source.strip() for c in course.template.cells if c.cell_type == "code"}
+    extra = [c for c in learner.cells
+             if c.cell_type == "code" and ANSWER_TAG not in tags(c) and CHECK_TAG not in tags(c)
+             and c.source.strip() and c.source.strip() not in course_sources]
+    if not extra:
+        return None
+    return (f"{len(extra)} code cell(s) of your notebook are not answer cells and were not run "
+            "(only the cells tagged `answer` are taken from your notebook; the course's own "
+            "cells are used for the rest)")
+
+
+def _course_label(cell_index: int, source: str) -> str:
+    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    return f"course cell {cell_index} (`{first[:50]}`)"
+
+
+def assemble(course: CourseNotebook, learner: Any, limits: Limits, result_dir: Path) -> Plan:
+    """The cells to execute: guard setup, course cells with the learner's answers, judging cells."""
+    nonce = secrets.token_hex(16)
+    guard = GUARD_NAME + secrets.token_hex(6)
+    matched, missing = _match_answers(course, learner)
+    judge_budget = max(limits.timeout_cell, JUDGE_BUDGET_PER_VARIANT_S * len(limits.variants))
+    setup = (f"{guard} = __import__('asynclab.grading_guard', fromlist=['install']).install("
+             f"{course.stem!r}, {course.exercises!r}, globals())")
+    cells = [PlannedCell("setup", setup, "the grader's setup", max(SETUP_BUDGET_S,
+                                                                    limits.timeout_cell))]
+    slot_at = {slot.cell_index: slot for slot in course.slots}
+    judged: set[str] = set()
+
+    def judge_cell(name: str) -> PlannedCell:
+        path = result_dir / f"{secrets.token_hex(8)}.json"
+        source = (f"{guard}({name!r}, {tuple(limits.variants)!r}, {str(path)!r}, {nonce!r}, "
+                  f"{limits.want_png!r})")
+        judged.add(name)
+        return PlannedCell("judge", source, f"judging {name}", judge_budget, [name], str(path))
+
+    flags: list[str] = []
+    for index, cell in enumerate(course.template.cells):
+        if cell.cell_type != "code":
+            continue
+        if CHECK_TAG in tags(cell):
+            name = checked_name(cell.source)
+            if name in course.exercises and name not in judged:
+                cells.append(judge_cell(name))
+            continue
+        slot = slot_at.get(index)
+        if slot is None:
+            cells.append(PlannedCell("course", cell.source, _course_label(index, cell.source),
+                                     limits.timeout_cell))
+        elif slot.number in matched:
+            source = matched[slot.number].source
+            flags += [f"{slot.label}: {why}" for why in review_flags(source)]
+            cells.append(PlannedCell("answer", source, slot.label, limits.timeout_cell,
+                                     list(slot.names)))
+    for name in course.exercises:
+        if name not in judged:
+            cells.append(judge_cell(name))
+    notes = [note for note in [_extra_cells_note(course, learner)] if note]
+    return Plan(cells, nonce, missing, notes, flags)
+
+
+# -- verdicts ----------------------------------------------------------------------------------
+
+
+@dataclass
+class CellRun:
+    """How one executed cell went."""
+
+    label: str
+    role: str
+    status: str  # "ok" | "error" | "timeout" | "died" | "memory" | "not run"
+    seconds: float = 0.0
+    error: str = ""  # "ZeroDivisionError: division by zero"
+    traceback: str = ""
+    truncated_output: bool = False
+
+
+@dataclass
+class ExerciseVerdict:
+    exercise: str
+    notebook: str
+    points: int = 0
+    passed: bool = False  # every judged variant passed, answer cell clean, no tampering
+    reports: dict[str, dict] = field(default_factory=dict)  # variant -> Report.to_dict()
+    messages: list[str] = field(default_factory=list)  # why it failed, in words
+    errors: list[str] = field(default_factory=list)  # tracebacks and check crashes
+    png: str | None = None  # base64 timeline of the public run
+    duration_s: float = 0.0
+    status: str = "graded"  # or "not graded: ..." when it was never judged
+
+    def to_dict(self, with_png: bool = True) -> dict[str, Any]:
+        data = asdict(self)
+        if not with_png:
+            data.pop("png")
+        return data
+
+
+@dataclass
+class NotebookVerdict:
+    notebook: str  # stem
+    source: str = ""  # the file judged
+    sha256: str = ""
+    key: str = ""  # sha256 + course digest: what resume compares
+    status: str = "graded"  # "graded" | "unusable" | "error" | "interrupted"
+    message: str = ""
+    exercises: dict[str, ExerciseVerdict] = field(default_factory=dict)
+    cells: list[CellRun] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    attempts: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "graded" and all(v.passed for v in self.exercises.values())
+
+    def to_dict(self, with_png: bool = True) -> dict[str, Any]:
+        data = asdict(self)
+        data["exercises"] = {k: v.to_dict(with_png) for k, v in self.exercises.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "NotebookVerdict":
+        data = dict(data)
+        data["exercises"] = {k: ExerciseVerdict(**v) for k, v in data.get("exercises", {}).items()}
+        data["cells"] = [CellRun(**c) for c in data.get("cells", [])]
+        return cls(**data)
+
+
+def report_text(report: dict[str, Any]) -> str:
+    """The text a check cell prints, rebuilt from ``Report.to_dict()``."""
+    findings = [Finding(f["property"], bool(f["passed"]), f["message"], f.get("hint", ""))
+                for f in report.get("findings", [])]
+    return Report(report.get("exercise", "?"), findings).text()
+
+
+def _report_passed(report: dict[str, Any] | None) -> bool:
+    findings = (report or {}).get("findings") or []
+    return bool(findings) and all(f.get("passed") is True for f in findings)
+
+
+# -- running a kernel --------------------------------------------------------------------------
+
+
+def kill_tree(pid: int | None) -> list[psutil.Process]:
+    """SIGKILL a process and all its descendants; returns them (to wait for)."""
+    if not pid:
+        return []
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return procs
+
+
+def tree_rss_mb(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total / (1024 * 1024)
+
+
+def _kernel_argv(limits: Limits) -> list[str]:
+    return [sys.executable, "-m", "asynclab.grading_kernel", "--memory-mb", str(limits.memory_mb),
+            "-f", "{connection_file}", "--HistoryManager.hist_file=:memory:",
+            "--IPKernelApp.log_level=CRITICAL"]
+
+
+def _kernel_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"PYDEVD_DISABLE_FILE_VALIDATION": "1", "OPENBLAS_NUM_THREADS": "1",
+                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    env.pop("JUPYTER_PLATFORM_DIRS", None)
+    return env
+
+
+def _make_client(cells: list[PlannedCell], limits: Limits):
+    """An nbclient client for ``cells`` with our kernel spec and an output cap."""
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+
+    class GradingKernelSpecs(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str, *args: Any, **kwargs: Any) -> KernelSpec:
+            return KernelSpec(argv=_kernel_argv(limits), display_name="asynclab grading",
+                              language="python", name=kernel_name, interrupt_mode="signal")
+
+    class CappedClient(NotebookClient):
+        """Keeps at most ``output_cap_bytes`` of output per cell: a flood costs no memory."""
+
+        def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
+            size = len(json.dumps(msg.get("content", {}), default=str))
+            used = self._output_bytes.get(cell_index, 0) + size
+            self._output_bytes[cell_index] = used
+            if used > limits.output_cap_bytes:
+                self._truncated.add(cell_index)
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    km = AsyncKernelManager(kernel_name="asynclab-grading",
+                            kernel_spec_manager=GradingKernelSpecs())
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c.source) for c in cells]
+    client = CappedClient(nb, km=km, allow_errors=True, startup_timeout=int(limits.startup_timeout),
+                          iopub_timeout=4, record_timing=False, coalesce_streams=False)
+    client._output_bytes = {}
+    client._truncated = set()
+    client.reset_execution_trackers()
+    return client, km, nb
+
+
+def _cell_error(cell: Any) -> tuple[str, str]:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            ename, evalue = out.get("ename", "Error"), out.get("evalue", "")
+            tb = ANSI.sub("", "\n".join(out.get("traceback", [])))
+            lines = tb.splitlines()
+            if len(lines) > 30:
+                lines = ["..."] + lines[-30:]
+            return (f"{ename}: {evalue}" if evalue else ename), "\n".join(lines)[-4000:]
+    return "", ""
+
+
+class KernelRun:
+    """One kernel, started fresh; executes cells; killed (never asked) at the end.
+
+    ``kill_reason`` says why the host killed it ("timeout", "memory"), so a
+    dead kernel is explained with the right words.
+    """
+
+    def __init__(self, cells: list[PlannedCell], limits: Limits, workdir: Path,
+                 on_kernel: Callable[[int | None], None] | None = None) -> None:
+        self.cells, self.limits, self.workdir = cells, limits, workdir
+        self.client, self.km, self.nb = _make_client(cells, limits)
+        self.kill_reason: str | None = None
+        self.pid: int | None = None
+        self._watchdog: asyncio.Task | None = None
+        self._on_kernel = on_kernel
+        self._log = None
+
+    async def start(self) -> None:
+        self._log = open(self.workdir / "kernel.log", "ab")  # noqa: SIM115 - closed in stop()
+        await self.km.start_kernel(cwd=str(self.workdir / "work"), env=_kernel_env(),
+                                   stdout=self._log, stderr=self._log)
+        self.pid = getattr(self.km.provisioner, "pid", None)
+        if self._on_kernel:
+            self._on_kernel(self.pid)
+        self._watchdog = asyncio.create_task(self._watch_memory(), name="memory watchdog")
+        async with asyncio.timeout(self.limits.startup_timeout + KILL_GRACE_S):
+            await self.client.async_start_new_kernel_client()
+
+    async def _watch_memory(self) -> None:
+        while self.pid is not None:
+            await asyncio.sleep(MEMORY_POLL_S)
+            if tree_rss_mb(self.pid) > self.limits.memory_mb:
+                self.kill("memory")
+                return
+
+    def kill(self, reason: str) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        kill_tree(self.pid)
+
+    async def run_cell(self, index: int, budget: float, store_history: bool) -> CellRun:
+        """Execute cell ``index`` within ``budget`` seconds; the kernel is killed if it overruns."""
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+        planned, cell = self.cells[index], self.nb.cells[index]
+        run = CellRun(planned.label, planned.role, "ok")
+        started = time.monotonic()
+        self.client.timeout_func = lambda _cell: max(budget, 0.1)
+        try:
+            async with asyncio.timeout(budget + KILL_GRACE_S):  # nbclient's own limit comes first
+                await self.client.async_execute_cell(cell, index, store_history=store_history)
+        except CellTimeoutError:
+            self.kill("timeout")
+            run.status = "timeout"
+        except (DeadKernelError, TimeoutError, RuntimeError, OSError) as exc:
+            expired = isinstance(exc, TimeoutError)
+            if expired:
+                self.kill("timeout")
+            run.status = {"memory": "memory", "timeout": "timeout"}.get(self.kill_reason or "",
+                                                                       "died")
+            if self.kill_reason is None and not isinstance(exc, DeadKernelError):
+                run.error = f"{type(exc).__name__}: {exc}"
+        else:
+            run.error, run.traceback = _cell_error(cell)
+            if run.error:
+                run.status = "error"
+        run.seconds = round(time.monotonic() - started, 3)
+        run.truncated_output = index in self.client._truncated
+        return run
+
+    async def stop(self) -> None:
+        """Kill the kernel's process tree and release everything; never raises."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        procs = kill_tree(self.pid or getattr(getattr(self.km, "provisioner", None), "pid", None))
+        self.pid = None
+        if self._on_kernel:
+            self._on_kernel(None)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(psutil.wait_procs, procs, 3)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                if self.client.kc is not None:
+                    self.client.kc.stop_channels()
+                await self.km.shutdown_kernel(now=True)
+        with contextlib.suppress(Exception):
+            pending = self.km.cleanup_resources()
+            if inspect.isawaitable(pending):
+                await pending
+        if self._log is not None:
+            self._log.close()
+
+    def log_tail(self, lines: int = 5) -> str:
+        with contextlib.suppress(OSError):
+            text = (self.workdir / "kernel.log").read_text(errors="replace")
+            interesting = [ln for ln in text.splitlines()
+                           if ln.strip() and "without encryption" not in ln]
+            return "\n".join(interesting[-lines:])
+        return ""
+
+
+# -- judging one notebook ----------------------------------------------------------------------
+
+
+def _fatal_words(run: CellRun, limits: Limits) -> str:
+    if run.status == "timeout":
+        return (f"was still running after {limits.timeout_cell:g} s and was stopped: an endless "
+                "loop, a blocking call such as time.sleep, or an await that never ends at the "
+                "top level of the cell?")
+    if run.status == "memory":
+        return f"used more than {limits.memory_mb} MB of memory and was stopped"
+    return ("made the kernel die (os._exit, sys.exit in a thread, a crash, or memory "
+            f"beyond {limits.memory_mb} MB?)")
+
+
+class _Judging:
+    """The state of judging one notebook across kernel attempts."""
+
+    def __init__(self, course: CourseNotebook, plan: Plan, limits: Limits) -> None:
+        self.course, self.plan, self.limits = course, plan, limits
+        self.runs: dict[int, CellRun] = {}  # first run of each cell
+        self.excluded: set[int] = set()
+        self.results: dict[str, dict] = {}  # exercise -> the judge's verdict document
+        self.judge_problems: dict[str, str] = {}
+        self.answer_stopped: set[str] = set()  # exercises whose answer cell had to be killed
+
+    def settled(self, exercise: str) -> bool:
+        """Judged, or known to be unjudgeable (its answer cell stopped the kernel)."""
+        return exercise in self.results or exercise in self.judge_problems \
+            or exercise in self.answer_stopped
+
+    def pending(self) -> list[str]:
+        return [cell.exercises[0] for i, cell in enumerate(self.plan.cells)
+                if cell.role == "judge" and i not in self.excluded
+                and not self.settled(cell.exercises[0])]
+
+    def read_result(self, cell: PlannedCell, run: CellRun) -> None:
+        name = cell.exercises[0]
+        try:
+            data = json.loads(Path(cell.result_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("nonce") == self.plan.nonce \
+                and data.get("exercise") == name:
+            self.results[name] = data
+        elif run.status == "error":
+            self.judge_problems[name] = (
+                f"the grader could not judge {name} ({run.error}): did your code delete or "
+                "replace the notebook's variables (%reset, globals().clear())? no credit")
+        else:
+            self.judge_problems[name] = (f"the judging of {name} produced no valid result "
+                                         "(tampering?); no credit")
+
+
+async def _attempt(state: _Judging, deadline: float, workdir: Path,
+                   on_kernel: Callable[[int | None], None] | None) -> tuple[int, CellRun] | None:
+    """Run the notebook once in a fresh kernel; returns the cell that killed it, if one did."""
+    plan, limits = state.plan, state.limits
+    kernel = KernelRun(plan.cells, limits, workdir, on_kernel)
+    try:
+        try:
+            await kernel.start()
+        except Exception as exc:  # noqa: BLE001 - a kernel that cannot start is reported
+            detail = kernel.log_tail() or f"{type(exc).__name__}: {exc}"
+            raise _KernelStartFailed(detail) from None
+        for index, cell in enumerate(plan.cells):
+            if index in state.excluded:
+                continue
+            if cell.role == "judge" and state.settled(cell.exercises[0]):
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return index, CellRun(cell.label, cell.role, "not run",
+                                      error="the notebook's time limit ran out")
+            budget = min(cell.budget, remaining)
+            run = await kernel.run_cell(index, budget, store_history=cell.role not in ("setup", "judge"))
+            if run.status == "timeout" and budget < cell.budget:
+                run = CellRun(cell.label, cell.role, "not run", run.seconds,
+                              error="the notebook's time limit ran out")
+            state.runs.setdefault(index, run)
+            if run.status in ("timeout", "died", "memory", "not run"):
+                if run.status == "died":
+                    run.traceback = run.traceback or kernel.log_tail()
+                return index, run
+            if cell.role == "judge":
+                state.read_result(cell, run)
+        return None
+    finally:
+        await kernel.stop()
+
+
+class _KernelStartFailed(Exception):
+    pass
+
+
+def _exercise_verdicts(state: _Judging, answer_runs: dict[str, CellRun],
+                       stopped: str | None) -> dict[str, ExerciseVerdict]:
+    plan, limits, course = state.plan, state.limits, state.course
+    verdicts: dict[str, ExerciseVerdict] = {}
+    tampering = sorted({t for data in state.results.values() for t in data.get("tampering", [])})
+    for name in course.exercises:
+        v = ExerciseVerdict(name, course.stem)
+        verdicts[name] = v
+        clean_answer = True
+        if name in plan.missing:
+            v.messages.append(plan.missing[name])
+            clean_answer = False
+        run = answer_runs.get(name)
+        if run is not None and run.status != "ok":
+            clean_answer = False
+            if run.status == "error":
+                v.messages.append(f"your {run.label} raised {run.error}; an answer cell must run "
+                                  "without error")
+                v.errors.append(run.traceback)
+            elif run.status == "not run":
+                v.messages.append(f"your {run.label} was not run: {run.error}")
+            else:
+                v.messages.append(f"your {run.label} {_fatal_words(run, limits)}; no credit "
+                                  "for it")
+                if run.traceback:
+                    v.errors.append(run.traceback)
+        data = state.results.get(name)
+        if tampering:
+            v.messages.append(describe_tampering(tampering))
+        if data is None:
+            problem = state.judge_problems.get(name)
+            if problem:
+                v.messages.append(problem)
+            elif name not in plan.missing and name not in state.answer_stopped:
+                v.messages.append(f"{name} was not judged: {stopped or 'the notebook stopped'}")
+            continue
+        v.duration_s = float(data.get("duration_s", 0.0))
+        v.png = data.get("png")
+        check_errors = [str(e) for e in data.get("errors", [])]
+        v.messages += check_errors
+        v.errors += [str(w) for w in data.get("warnings", [])]
+        if not data.get("defined", True) and name not in plan.missing:
+            v.messages.append(f"{name} is not defined: did you run/rename the answer cell?")
+        for variant in limits.variants:
+            report = data.get("reports", {}).get(variant)
+            if report is not None:
+                v.reports[variant] = report
+            elif variant in data.get("skipped", []):
+                v.messages.append(f"the {variant} check was not run: it counts once the "
+                                  f"{limits.variants[0]} check passes")
+        v.passed = (clean_answer and not tampering and not data.get("tampering")
+                    and all(_report_passed(v.reports.get(variant)) for variant in limits.variants)
+                    and not check_errors)
+        v.points = 1 if v.passed else 0
+    return verdicts
+
+
+def describe_tampering(changed: list[str]) -> str:
+    from asynclab.grading_guard import describe_tampering as words
+
+    return words(changed)
+
+
+async def judge_notebook(learner: Any, course: CourseNotebook, limits: Limits, *,
+                         on_kernel: Callable[[int | None], None] | None = None) -> NotebookVerdict:
+    """Run ``learner`` (a notebook node) as described in the module docstring; never raises
+    for anything the learner's code does (CancelledError passes through, kernels killed)."""
+    started = time.monotonic()
+    verdict = NotebookVerdict(course.stem)
+    workdir = Path(tempfile.mkdtemp(prefix="asynclab-judge-"))
+    (workdir / "work").mkdir()
+    result_dir = workdir / "results"
+    result_dir.mkdir(mode=0o700)
+    try:
+        plan = assemble(course, learner, limits, result_dir)
+        verdict.notes += plan.notes
+        verdict.flags += plan.flags
+        state = _Judging(course, plan, limits)
+        deadline = started + limits.timeout_notebook
+        stopped: str | None = None
+        try:
+            while True:
+                verdict.attempts += 1
+                fatal = await _attempt(state, deadline, workdir, on_kernel)
+                if fatal is None:
+                    break
+                index, run = fatal
+                cell = plan.cells[index]
+                if run.status == "not run":
+                    stopped = f"the notebook's time limit ({limits.timeout_notebook:g} s) ran out"
+                    break
+                state.excluded.add(index)
+                if cell.role == "answer":  # nothing left to judge for its exercises
+                    state.answer_stopped.update(cell.exercises)
+                elif cell.role == "judge":
+                    state.judge_problems[cell.exercises[0]] = (
+                        f"judging {cell.exercises[0]} {_fatal_words(run, limits)}"
+                        .replace("the top level of the cell", "your function")
+                        + "; no credit")
+                elif cell.role in ("course", "setup"):
+                    verdict.notes.append(f"{cell.label} {_fatal_words(run, limits)}; the notebook "
+                                         "was run again without it")
+                if cell.role == "setup":
+                    stopped = "the grader's setup cell failed"
+                    break
+                if not state.pending() or verdict.attempts >= MAX_ATTEMPTS:
+                    stopped = stopped or f"the kernel was stopped {verdict.attempts} times"
+                    break
+                verdict.notes.append(f"the notebook was run again in a fresh kernel without "
+                                     f"{cell.label}, to judge {', '.join(state.pending())}")
+        except _KernelStartFailed as exc:
+            verdict.status = "error"
+            verdict.message = f"the kernel could not start: {exc}"
+        answer_runs = {}
+        for index, run in state.runs.items():
+            cell = plan.cells[index]
+            if cell.role == "answer":
+                for name in cell.exercises:
+                    answer_runs[name] = run
+            elif cell.role == "course" and run.status == "error":
+                verdict.notes.append(f"{cell.label} raised {run.error}")
+            if run.truncated_output:
+                verdict.notes.append(f"{cell.label} printed more than "
+                                     f"{limits.output_cap_bytes // 1_000_000} MB; the rest of its "
+                                     "output was dropped")
+        verdict.cells = [state.runs[i] for i in sorted(state.runs)]
+        verdict.exercises = _exercise_verdicts(state, answer_runs, stopped)
+        if verdict.status == "error":
+            for v in verdict.exercises.values():
+                v.status = f"not graded: {verdict.message}"
+                v.passed, v.points = False, 0
+                v.messages.insert(0, verdict.message)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        verdict.duration_s = round(time.monotonic() - started, 3)
+    return verdict
+
+
+def unusable_verdict(stem: str, course: CourseNotebook | None, message: str) -> NotebookVerdict:
+    verdict = NotebookVerdict(stem, status="unusable", message=message)
+    for name in (course.exercises if course else []):
+        verdict.exercises[name] = ExerciseVerdict(name, stem, messages=[message])
+    return verdict
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def judge_file(path: Path, root: Path, limits: Limits, *,
+                     course: CourseNotebook | None = None,
+                     on_kernel: Callable[[int | None], None] | None = None) -> NotebookVerdict:
+    """Judge the notebook at ``path`` against the course at ``root``.
+
+    Raises UnusableInput when ``path`` is not a notebook or not one of the
+    course's exercise notebooks (the grader turns that into a verdict).
+    """
+    stem = notebook_stem(path)
+    if not path.exists():
+        raise UnusableInput(f"{path}: no such file")
+    if not path.name.endswith(".ipynb"):
+        raise UnusableInput(f"{path.name}: not a notebook (the name does not end in .ipynb)")
+    course = course or load_course_notebook(stem, root)
+    learner = read_notebook(path)
+    verdict = await judge_notebook(learner, course, limits, on_kernel=on_kernel)
+    verdict.source = str(path)
+    verdict.sha256 = file_digest(path)
+    verdict.key = f"{verdict.sha256[:32]}-{course.digest}"
+    return verdict
+
+
+def png_bytes(verdict: ExerciseVerdict) -> bytes | None:
+    return base64.b64decode(verdict.png) if verdict.png else None
