@@ -253,17 +253,33 @@ class LiveKernels:
             kill_tree(pid)
 
 
+class Slots:
+    """How many notebooks run at once, and how many kernels may start meanwhile.
+
+    ``running`` (``max_in_flight``) bounds the notebooks executing cells. A
+    kernel takes a second or so to start, mostly spent outside the grader; so
+    that this does not leave a core idle, up to ``max_in_flight`` more kernels
+    start while the running notebooks finish (``alive`` bounds them all).
+    """
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.running = asyncio.Semaphore(max_in_flight)
+        self.alive = asyncio.Semaphore(2 * max_in_flight)
+
+
 async def grade_one(sub: Submission, learner: Learner, course: CourseNotebook,
-                    settings: GradeSettings, max_in_flight: asyncio.Semaphore,
+                    settings: GradeSettings, slots: Slots,
                     store: ResultStore, progress: Progress, kernels: LiveKernels) -> NotebookVerdict:
     """Grade one notebook when a slot is free; always returns a verdict (or is cancelled)."""
     limits = settings.limits
-    backstop = limits.timeout_notebook + limits.startup_timeout + BACKSTOP_GRACE_S
-    async with max_in_flight:
+    # The judge enforces the real limits; this only catches a grader that hangs. It covers
+    # the wait for a run slot too: at most one notebook's time (the one running before).
+    backstop = 2 * (limits.timeout_notebook + limits.startup_timeout) + BACKSTOP_GRACE_S
+    async with slots.alive:
         try:
             async with asyncio.timeout(backstop):
                 verdict = await judge_file(sub.path, settings.root, limits, course=course,
-                                           on_kernel=kernels.tracker())
+                                           on_kernel=kernels.tracker(), run_gate=slots.running)
         except UnusableInput as exc:
             verdict = unusable_verdict(sub.stem, course, str(exc))
             verdict.source, verdict.sha256 = str(sub.path), file_digest(sub.path)
@@ -286,11 +302,10 @@ async def grade_all(todo: list[tuple[Submission, Learner, CourseNotebook]],
                     kernels: LiveKernels,
                     results: dict[tuple[str, str], NotebookVerdict]) -> None:
     """Grade every pending notebook, ``max_in_flight`` at a time; fills ``results`` as they end."""
-    max_in_flight = asyncio.Semaphore(settings.max_in_flight)
+    slots = Slots(settings.max_in_flight)
 
     async def grade_and_keep(sub: Submission, learner: Learner, course: CourseNotebook) -> None:
-        verdict = await grade_one(sub, learner, course, settings, max_in_flight, store,
-                                  progress, kernels)
+        verdict = await grade_one(sub, learner, course, settings, slots, store, progress, kernels)
         results[(sub.student, sub.stem)] = verdict
 
     async with asyncio.TaskGroup() as tasks:

@@ -19,8 +19,8 @@ What the fingerprint covers (a change to any of these is reported as tampering
 and the whole notebook gets no credit):
 
 * every function, class method and constant of every loaded ``asynclab``
-  module, the checks registry and its check functions (identity, ``__code__``,
-  default values);
+  module, including this notebook's checks module and its ``EXERCISES`` table
+  (identity, ``__code__``, default values);
 * the functions and classes of ``asyncio`` (all submodules), ``looptime``,
   ``time``, ``threading``, ``heapq``, ``random``, ``functools``, ``inspect``,
   ``warnings``, ``gc``, ``contextvars``, ``contextlib``, ``dataclasses``,
@@ -213,7 +213,7 @@ def describe_tampering(changed: list[str], shown: int = 3) -> str:
     hooks = [c[5:] for c in changed if c.startswith("hook ")]
     # Names of functions first (check_fetch_all_urls), then data (EXERCISES), then hooks.
     names = sorted((c for c in changed if not c.startswith("hook ")),
-                   key=lambda c: (c.rsplit(".", 1)[-1].isupper(), c))
+                   key=lambda c: (c.split("[")[0].rsplit(".", 1)[-1].isupper(), c))
     parts = []
     if names:
         parts.append("replaced " + ", ".join(names[:shown]))
@@ -222,6 +222,30 @@ def describe_tampering(changed: list[str], shown: int = 3) -> str:
     more = len(changed) - min(len(names), shown) - min(len(hooks), shown)
     tail = f" (and {more} more)" if more > 0 else ""
     return f"tampering detected: your code {' and '.join(parts)}{tail}; no credit"
+
+
+def _checks_module(notebook: str) -> types.ModuleType:
+    """``asynclab.checks.nbNN_slug`` for notebook ``NN_slug`` (the registry's convention).
+
+    Only this notebook's checks are imported: importing all of them (the
+    registry) would cost every kernel the imports of every lesson's fakes.
+    """
+    import importlib
+
+    try:
+        module = importlib.import_module(f"asynclab.checks.nb{notebook}")
+        if getattr(module, "NOTEBOOK", None) == notebook:
+            return module
+    except ImportError:
+        pass
+    from asynclab.checks import registry
+
+    known = registry()  # imports every checks module
+    for name, module in list(sys.modules.items()):
+        if name.startswith("asynclab.checks.nb") and getattr(module, "NOTEBOOK", None) == notebook:
+            return module
+    raise LookupError(f"no checks module declares NOTEBOOK = {notebook!r} "
+                      f"(the course has: {', '.join(sorted(known))})")
 
 
 def install(notebook: str, exercises: list[str], namespace: dict[str, Any]) -> Callable[..., None]:
@@ -235,26 +259,20 @@ def install(notebook: str, exercises: list[str], namespace: dict[str, Any]) -> C
     import asynclab.checking  # noqa: F401
     import asynclab.fakes  # noqa: F401
     import asynclab.plotting  # noqa: F401  (drawn lazily by Timeline.png)
-    from asynclab.checks import exercises_for, registry
-
-    checks = dict(exercises_for(notebook))
-    registered = {stem: dict(found) for stem, found in registry().items()}
+    checks_module = _checks_module(notebook)
+    checks = dict(checks_module.EXERCISES)
     before = snapshot()
     # time.sleep is swapped for the blocking detector's stand-in while a check runs.
     allowed = {"time.sleep": {_value_print(asynclab.blocking._detecting_sleep, False)}}
     dumps, b64encode, perf_counter, open_file = json.dumps, base64.b64encode, time.perf_counter, open
 
-    def registry_intact() -> list[str]:
-        current = registry()
-        problems = []
-        for stem, found in registered.items():
-            for name, fn in found.items():
-                if current.get(stem, {}).get(name) is not fn:
-                    problems.append(f"asynclab.checks.registry()[{stem!r}][{name!r}]")
-        return problems
+    def exercises_intact() -> list[str]:
+        current = getattr(sys.modules.get(checks_module.__name__), "EXERCISES", {})
+        return [f"{checks_module.__name__}.EXERCISES[{name!r}]" for name, fn in checks.items()
+                if current.get(name) is not fn]
 
     def tampering() -> list[str]:
-        return compare(before, snapshot(), allowed) + registry_intact()
+        return sorted(set(compare(before, snapshot(), allowed) + exercises_intact()))
 
     def judge(exercise: str, variants: tuple[str, ...], result_path: str, nonce: str,
               want_png: bool = True) -> None:

@@ -44,7 +44,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import nbformat
 import psutil
@@ -645,9 +645,9 @@ class KernelRun:
 
 def _fatal_words(run: CellRun, limits: Limits) -> str:
     if run.status == "timeout":
-        return (f"was still running after {limits.timeout_cell:g} s and was stopped: an endless "
+        return (f"was still running after {limits.timeout_cell:g} s and was stopped (an endless "
                 "loop, a blocking call such as time.sleep, or an await that never ends at the "
-                "top level of the cell?")
+                "top level of the cell)")
     if run.status == "memory":
         return f"used more than {limits.memory_mb} MB of memory and was stopped"
     return ("made the kernel die (os._exit, sys.exit in a thread, a crash, or memory "
@@ -664,6 +664,7 @@ class _Judging:
         self.results: dict[str, dict] = {}  # exercise -> the judge's verdict document
         self.judge_problems: dict[str, str] = {}
         self.answer_stopped: set[str] = set()  # exercises whose answer cell had to be killed
+        self.deadline: float | None = None  # set when the first kernel is ready
 
     def settled(self, exercise: str) -> bool:
         """Judged, or known to be unjudgeable (its answer cell stopped the kernel)."""
@@ -693,9 +694,13 @@ class _Judging:
                                          "(tampering?); no credit")
 
 
-async def _attempt(state: _Judging, deadline: float, workdir: Path,
-                   on_kernel: Callable[[int | None], None] | None) -> tuple[int, CellRun] | None:
-    """Run the notebook once in a fresh kernel; returns the cell that killed it, if one did."""
+async def _attempt(state: _Judging, workdir: Path,
+                   on_kernel: Callable[[int | None], None] | None,
+                   started: Callable[[], Awaitable[None]]) -> tuple[int, CellRun] | None:
+    """Run the notebook once in a fresh kernel; returns the cell that killed it, if one did.
+
+    ``started`` is awaited once the kernel is ready, before the first cell runs.
+    """
     plan, limits = state.plan, state.limits
     kernel = KernelRun(plan.cells, limits, workdir, on_kernel)
     try:
@@ -704,6 +709,10 @@ async def _attempt(state: _Judging, deadline: float, workdir: Path,
         except Exception as exc:  # noqa: BLE001 - a kernel that cannot start is reported
             detail = kernel.log_tail() or f"{type(exc).__name__}: {exc}"
             raise _KernelStartFailed(detail) from None
+        await started()
+        if state.deadline is None:  # the notebook's time counts from its first ready kernel
+            state.deadline = time.monotonic() + limits.timeout_notebook
+        deadline = state.deadline
         for index, cell in enumerate(plan.cells):
             if index in state.excluded:
                 continue
@@ -798,9 +807,31 @@ def describe_tampering(changed: list[str]) -> str:
 
 
 async def judge_notebook(learner: Any, course: CourseNotebook, limits: Limits, *,
-                         on_kernel: Callable[[int | None], None] | None = None) -> NotebookVerdict:
-    """Run ``learner`` (a notebook node) as described in the module docstring; never raises
-    for anything the learner's code does (CancelledError passes through, kernels killed)."""
+                         on_kernel: Callable[[int | None], None] | None = None,
+                         run_gate: contextlib.AbstractAsyncContextManager | None = None,
+                         ) -> NotebookVerdict:
+    """Run ``learner`` (a notebook node) as described in the module docstring.
+
+    Never raises for anything the learner's code does; CancelledError passes
+    through, after the kernel is killed. ``run_gate`` (e.g. a semaphore) is
+    entered once the first kernel is ready and held until the end: the caller
+    can let kernels start while other notebooks still run.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        gate_entered = False
+
+        async def kernel_ready() -> None:
+            nonlocal gate_entered
+            if run_gate is not None and not gate_entered:
+                gate_entered = True
+                await stack.enter_async_context(run_gate)
+
+        return await _judge_notebook(learner, course, limits, on_kernel, kernel_ready)
+
+
+async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
+                          on_kernel: Callable[[int | None], None] | None,
+                          kernel_ready: Callable[[], Awaitable[None]]) -> NotebookVerdict:
     started = time.monotonic()
     verdict = NotebookVerdict(course.stem)
     workdir = Path(tempfile.mkdtemp(prefix="asynclab-judge-"))
@@ -812,12 +843,11 @@ async def judge_notebook(learner: Any, course: CourseNotebook, limits: Limits, *
         verdict.notes += plan.notes
         verdict.flags += plan.flags
         state = _Judging(course, plan, limits)
-        deadline = started + limits.timeout_notebook
         stopped: str | None = None
         try:
             while True:
                 verdict.attempts += 1
-                fatal = await _attempt(state, deadline, workdir, on_kernel)
+                fatal = await _attempt(state, workdir, on_kernel, kernel_ready)
                 if fatal is None:
                     break
                 index, run = fatal
@@ -885,7 +915,9 @@ def file_digest(path: Path) -> str:
 
 async def judge_file(path: Path, root: Path, limits: Limits, *,
                      course: CourseNotebook | None = None,
-                     on_kernel: Callable[[int | None], None] | None = None) -> NotebookVerdict:
+                     on_kernel: Callable[[int | None], None] | None = None,
+                     run_gate: contextlib.AbstractAsyncContextManager | None = None,
+                     ) -> NotebookVerdict:
     """Judge the notebook at ``path`` against the course at ``root``.
 
     Raises UnusableInput when ``path`` is not a notebook or not one of the
@@ -898,7 +930,8 @@ async def judge_file(path: Path, root: Path, limits: Limits, *,
         raise UnusableInput(f"{path.name}: not a notebook (the name does not end in .ipynb)")
     course = course or load_course_notebook(stem, root)
     learner = read_notebook(path)
-    verdict = await judge_notebook(learner, course, limits, on_kernel=on_kernel)
+    verdict = await judge_notebook(learner, course, limits, on_kernel=on_kernel,
+                                   run_gate=run_gate)
     verdict.source = str(path)
     verdict.sha256 = file_digest(path)
     verdict.key = f"{verdict.sha256[:32]}-{course.digest}"

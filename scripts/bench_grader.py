@@ -1,0 +1,124 @@
+"""How much faster is ``asynclab grade`` than running the same notebooks one after another?
+
+Builds K synthetic learners (each hands in exercises/05_semaphore.ipynb with the
+reference answer pasted in, every third one a sequential, wrong answer), then, in
+the same run:
+
+1. grades them with the grader (``--jobs`` = the number of cores, public and
+   hidden checks, timelines drawn, everything the real command does);
+2. executes the same notebooks one after another with plain nbclient
+   (``NotebookClient(nb).execute()``: one kernel each, started, run, shut down).
+
+and prints both times and their ratio (grader / sequential). A ratio well under 1
+means kernel start-up and execution of different notebooks overlap.
+
+    .venv/bin/python scripts/bench_grader.py [--learners 6] [--jobs N] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from asynclab.grader import GradeSettings, grade  # noqa: E402
+from asynclab.grading_report import write_outputs  # noqa: E402
+from asynclab.judge import Limits  # noqa: E402
+
+STEM = "05_semaphore"
+WRONG = '''
+import asyncio
+
+async def fetch_all_urls(urls, fetch, max_concurrent=10, timeout_s=5.0):
+    results = {}
+    for url in urls:
+        try:
+            async with asyncio.timeout(timeout_s):
+                results[url] = await fetch(url)
+        except TimeoutError:
+            results[url] = None
+    return results
+'''
+
+
+def answer_cells(nb) -> list:
+    return [c for c in nb.cells if "answer" in c.metadata.get("tags", [])]
+
+
+def learner_notebook(wrong: bool):
+    nb = nbformat.read(ROOT / "exercises" / f"{STEM}.ipynb", as_version=4)
+    reference = nbformat.read(ROOT / "solutions" / f"{STEM}.ipynb", as_version=4)
+    for mine, ref in zip(answer_cells(nb), answer_cells(reference)):
+        mine.source = WRONG if wrong else ref.source
+    return nb
+
+
+def build_class(folder: Path, learners: int) -> list[Path]:
+    paths = []
+    for i in range(learners):
+        path = folder / f"learner{i + 1:02d}" / f"{STEM}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(learner_notebook(wrong=i % 3 == 2), path)
+        paths.append(path)
+    return paths
+
+
+def run_grader(submissions: Path, out: Path, jobs: int) -> tuple[float, dict]:
+    settings = GradeSettings(submissions=submissions, out=out, root=ROOT, max_in_flight=jobs,
+                             force=True, show_progress=False,
+                             limits=Limits(variants=("public", "hidden"), want_png=True))
+    started = time.perf_counter()
+    run = asyncio.run(grade(settings))
+    write_outputs(run, settings)
+    seconds = time.perf_counter() - started
+    points = {student: sum(ex.points for ex in v.exercises.values())
+              for (student, _), v in run.results.items()}
+    return seconds, points
+
+
+def run_sequential(paths: list[Path], workdir: Path) -> float:
+    started = time.perf_counter()
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3",
+                       resources={"metadata": {"path": str(workdir)}}).execute()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--learners", type=int, default=6)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; medians are shown")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-grader-") as tmp:
+        tmp_path = Path(tmp)
+        paths = build_class(tmp_path / "submissions", args.learners)
+        run_sequential(paths[:1], tmp_path)  # warm-up: imports and disk caches for both sides
+        graded, sequential = [], []
+        for _ in range(args.repeat):
+            seconds, points = run_grader(tmp_path / "submissions", tmp_path / "out", args.jobs)
+            graded.append(seconds)
+            sequential.append(run_sequential(paths, tmp_path))
+    g, s = statistics.median(graded), statistics.median(sequential)
+    passed = sum(1 for p in points.values() if p)
+    print(f"{args.learners} learners x {STEM}.ipynb, {os.cpu_count()} cores, grader --jobs "
+          f"{args.jobs} ({passed} of {args.learners} passed)")
+    print(f"  grader (public + hidden checks, timelines): {g:6.2f} s")
+    print(f"  plain nbclient, one after another:          {s:6.2f} s")
+    print(f"  ratio (grader / sequential):                {g / s:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
