@@ -17,7 +17,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # dialog): JupyterLab reads overrides.json from <environment>/share/jupyter/lab/settings/.
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 # The browser tests (tests/browser/) drive Debian's Chromium; without it they are skipped.
-CHROMIUM := $(or $(ASYNCLAB_CHROMIUM),$(shell command -v chromium 2>/dev/null),$(shell command -v chromium-browser 2>/dev/null))
+CHROMIUM := $(if $(ASYNCLAB_CHROMIUM),$(wildcard $(ASYNCLAB_CHROMIUM)),$(or $(shell command -v chromium 2>/dev/null),$(shell command -v chromium-browser 2>/dev/null)))
 define BROWSER_NOTE
 if [ -z "$(CHROMIUM)" ]; then \
   echo ""; \

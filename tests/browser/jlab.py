@@ -45,9 +45,10 @@ PROMPT_DONE = re.compile(r"^\[\d+\]:?$")
 
 
 def chromium_path() -> str | None:
-    """Debian's Chromium (or the binary named by ASYNCLAB_CHROMIUM), if there is one."""
-    for candidate in (os.environ.get("ASYNCLAB_CHROMIUM"), shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    """The binary named by ASYNCLAB_CHROMIUM if set, else Debian's Chromium, if there is one."""
+    named = os.environ.get("ASYNCLAB_CHROMIUM")
+    candidates = [named] if named else [shutil.which("chromium"), shutil.which("chromium-browser")]
+    for candidate in candidates:
         if candidate and Path(candidate).exists():
             return candidate
     return None
