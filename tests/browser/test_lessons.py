@@ -72,6 +72,14 @@ def test_index_opens_without_dialogs_and_links_to_the_lessons(lab, page):
     kernel = page.locator(f"{NB} .jp-Toolbar-kernelName").text_content().strip()
     assert kernel == "Python 3 (ipykernel)"
 
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    wait_for_all_cells(page, plan(index))
+    lesson_links = page.locator(f"{NB} .jp-RenderedMarkdown a[href*='/notebooks/']")
+    try:
+        lesson_links.first.wait_for(state="attached", timeout=30_000)
+    except PlaywrightTimeout:
+        pytest.fail("the index shows no link to a lesson (notebooks/NN_slug.ipynb)")
     links = page.locator(f"{NB} .jp-RenderedMarkdown a")
     hrefs = [href for href in (links.nth(i).get_attribute("href") for i in range(links.count()))
              if href]
