@@ -327,11 +327,24 @@ def cell(page, index: int):
     return page.locator(f"{NB} .jp-Notebook .jp-Cell").nth(index)
 
 
-def select_cell(page, index: int) -> None:
-    """Click the cell's prompt column: selects it in command mode, as a learner does."""
-    target = cell(page, index)
-    target.scroll_into_view_if_needed()
-    target.locator(".jp-InputPrompt").click()
+def is_active(page, index: int) -> bool:
+    return cell(page, index).evaluate("e => e.classList.contains('jp-mod-active')")
+
+
+def select_cell(page, index: int, part: str = ".jp-InputPrompt") -> None:
+    """Click a cell (its prompt column: command mode; its editor: edit mode), as a learner does.
+
+    While JupyterLab is still laying cells out (they are attached lazily), the page can shift
+    under the pointer: the click is repeated until the cell it aimed at is the active one.
+    """
+    for _ in range(10):
+        target = cell(page, index)
+        target.scroll_into_view_if_needed()
+        target.locator(part).first.click()
+        if is_active(page, index):
+            return
+        page.wait_for_timeout(300)
+    raise AssertionError(f"could not select cell {index}")
 
 
 def run_cell(page, index: int, timeout_s: float = 60.0) -> dict:
@@ -348,6 +361,7 @@ def run_cell(page, index: int, timeout_s: float = 60.0) -> dict:
         if prompt_number(seen["prompt"]) > before and state["status"] == "idle":
             return seen
         if time.monotonic() > deadline:
+            screenshot(page, f"failed-run-cell-{index}")
             raise AssertionError(f"cell {index} did not run within {timeout_s:g} s "
                                  f"(prompt {seen['prompt']!r}, kernel {state['status']})")
         page.wait_for_timeout(150)
@@ -369,9 +383,8 @@ def type_code(page, index: int, code: str) -> None:
     replaces it), with the line's own indentation; a closing bracket typed where the editor
     already closed one steps over it.
     """
-    editor = cell(page, index).locator(".cm-content")
-    editor.scroll_into_view_if_needed()
-    editor.click()
+    select_cell(page, index, ".cm-content")
+    page.locator(f"{NB} .jp-Notebook.jp-mod-editMode").wait_for(state="attached")
     page.keyboard.press("Control+a")
     page.keyboard.press("Delete")
     for number, line in enumerate(code.splitlines()):
