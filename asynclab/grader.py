@@ -43,7 +43,7 @@ from typing import Callable, TextIO
 
 from asynclab.judge import (CourseNotebook, Limits, NotebookVerdict, UnusableInput, course_notebooks,
                             file_digest, judge_file, kill_tree, load_course_notebook,
-                            unusable_verdict)
+                            raise_if_cancelling, unusable_verdict)
 
 __all__ = ["GradeSettings", "Submission", "Learner", "find_learners", "grade", "main_grade"]
 
@@ -289,6 +289,7 @@ async def grade_one(sub: Submission, learner: Learner, course: CourseNotebook,
                                        f"{backstop:g} s and was stopped")
             verdict.status = "graded"
         except Exception as exc:  # noqa: BLE001 - a grader failure must not stop the class
+            raise_if_cancelling()
             verdict = unusable_verdict(sub.stem, course, f"the grader failed on this notebook: "
                                        f"{type(exc).__name__}: {exc}")
             verdict.status = "error"

@@ -139,6 +139,12 @@ def _watched_modules() -> list[str]:
     return sorted(names)
 
 
+def _made_in_notebook(obj: Any) -> bool:
+    """Defined by code typed in the notebook (``__main__``), not by a library."""
+    owner = getattr(obj, "__module__", None) or getattr(type(obj), "__module__", None)
+    return owner == "__main__" or getattr(type(obj), "__module__", None) == "__main__"
+
+
 def _callback_owner(callback: Any) -> str:
     return getattr(callback, "__module__", None) or type(callback).__module__ or "?"
 
@@ -152,7 +158,8 @@ def _hooks() -> dict[str, Any]:
         if getattr(threading, "_trace_hook", None) else None,
         "threading.setprofile": id(getattr(threading, "_profile_hook", None))
         if getattr(threading, "_profile_hook", None) else None,
-        "sys.meta_path": tuple(id(f) for f in sys.meta_path),
+        # Import hooks the notebook's own code installed (libraries may add theirs).
+        "sys.meta_path": frozenset(id(f) for f in sys.meta_path if _made_in_notebook(f)),
     }
     try:
         shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821

@@ -183,9 +183,6 @@ def _run_log(verdict: NotebookVerdict) -> str:
 def _notebook_section(run, learner, stem: str, variants: tuple[str, ...]) -> str:
     head = f"<h2>{_e(stem)}.ipynb</h2>"
     course = run.courses[stem]
-    if stem not in learner.submissions:
-        return head + (f"<p>Not submitted: no file named {_e(stem)}.ipynb in your folder "
-                       f"(0 / {len(course.exercises)}).</p>")
     verdict = run.results.get((learner.name, stem))
     if verdict is None:
         return head + "<p class='box'>Not graded: grading was interrupted before this notebook.</p>"
@@ -215,8 +212,13 @@ def feedback_page(run, learner, settings) -> str:
                  + "".join(f"<li>{_e(n)}</li>" for n in learner.notes) + "</ul>")
     interrupted = ("<p class='box'>Grading was interrupted; notebooks marked 'not graded' will be "
                    "graded in the next run.</p>" if run.interrupted else "")
+    handed_in = [stem for stem in run.courses if stem in learner.submissions]
+    missing = [stem for stem in run.courses if stem not in learner.submissions]
     sections = "\n".join(_notebook_section(run, learner, stem, settings.limits.variants)
-                         for stem in run.courses)
+                         for stem in handed_in)
+    if missing:
+        sections += ("<h2>Not submitted</h2><p>No file with these names in your folder (0 points "
+                     "each): " + ", ".join(f"{_e(stem)}.ipynb" for stem in missing) + ".</p>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Feedback for {_e(learner.name)}</title>
 <style>{STYLE}</style></head><body>

@@ -450,6 +450,18 @@ def _report_passed(report: dict[str, Any] | None) -> bool:
 # -- running a kernel --------------------------------------------------------------------------
 
 
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library turned into another exception.
+
+    nbclient converts a CancelledError that reaches a running cell into
+    DeadKernelError; a Ctrl-C must still stop the grader, not grade the
+    notebook as if its kernel had died.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def kill_tree(pid: int | None) -> list[psutil.Process]:
     """SIGKILL a process and all its descendants; returns them (to wait for)."""
     if not pid:
@@ -594,6 +606,7 @@ class KernelRun:
             self.kill("timeout")
             run.status = "timeout"
         except (DeadKernelError, TimeoutError, RuntimeError, OSError) as exc:
+            raise_if_cancelling()  # nbclient turns our cancellation into DeadKernelError
             expired = isinstance(exc, TimeoutError)
             if expired:
                 self.kill("timeout")
@@ -707,6 +720,7 @@ async def _attempt(state: _Judging, workdir: Path,
         try:
             await kernel.start()
         except Exception as exc:  # noqa: BLE001 - a kernel that cannot start is reported
+            raise_if_cancelling()
             detail = kernel.log_tail() or f"{type(exc).__name__}: {exc}"
             raise _KernelStartFailed(detail) from None
         await started()
@@ -844,53 +858,14 @@ async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
         verdict.flags += plan.flags
         state = _Judging(course, plan, limits)
         stopped: str | None = None
-        try:
-            while True:
-                verdict.attempts += 1
-                fatal = await _attempt(state, workdir, on_kernel, kernel_ready)
-                if fatal is None:
-                    break
-                index, run = fatal
-                cell = plan.cells[index]
-                if run.status == "not run":
-                    stopped = f"the notebook's time limit ({limits.timeout_notebook:g} s) ran out"
-                    break
-                state.excluded.add(index)
-                if cell.role == "answer":  # nothing left to judge for its exercises
-                    state.answer_stopped.update(cell.exercises)
-                elif cell.role == "judge":
-                    state.judge_problems[cell.exercises[0]] = (
-                        f"judging {cell.exercises[0]} {_fatal_words(run, limits)}"
-                        .replace("the top level of the cell", "your function")
-                        + "; no credit")
-                elif cell.role in ("course", "setup"):
-                    verdict.notes.append(f"{cell.label} {_fatal_words(run, limits)}; the notebook "
-                                         "was run again without it")
-                if cell.role == "setup":
-                    stopped = "the grader's setup cell failed"
-                    break
-                if not state.pending() or verdict.attempts >= MAX_ATTEMPTS:
-                    stopped = stopped or f"the kernel was stopped {verdict.attempts} times"
-                    break
-                verdict.notes.append(f"the notebook was run again in a fresh kernel without "
-                                     f"{cell.label}, to judge {', '.join(state.pending())}")
-        except _KernelStartFailed as exc:
-            verdict.status = "error"
-            verdict.message = f"the kernel could not start: {exc}"
-        answer_runs = {}
-        for index, run in state.runs.items():
-            cell = plan.cells[index]
-            if cell.role == "answer":
-                for name in cell.exercises:
-                    answer_runs[name] = run
-            elif cell.role == "course" and run.status == "error":
-                verdict.notes.append(f"{cell.label} raised {run.error}")
-            if run.truncated_output:
-                verdict.notes.append(f"{cell.label} printed more than "
-                                     f"{limits.output_cap_bytes // 1_000_000} MB; the rest of its "
-                                     "output was dropped")
-        verdict.cells = [state.runs[i] for i in sorted(state.runs)]
-        verdict.exercises = _exercise_verdicts(state, answer_runs, stopped)
+        if any(cell.role == "answer" for cell in plan.cells):  # else: nothing of theirs to run
+            try:
+                stopped = await _run_attempts(state, verdict, workdir, on_kernel, kernel_ready)
+            except _KernelStartFailed as exc:
+                verdict.status = "error"
+                verdict.message = f"the kernel could not start: {exc}"
+        _collect_cell_notes(state, verdict)
+        verdict.exercises = _exercise_verdicts(state, _answer_runs(state), stopped)
         if verdict.status == "error":
             for v in verdict.exercises.values():
                 v.status = f"not graded: {verdict.message}"
@@ -900,6 +875,63 @@ async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
         shutil.rmtree(workdir, ignore_errors=True)
         verdict.duration_s = round(time.monotonic() - started, 3)
     return verdict
+
+
+async def _run_attempts(state: _Judging, verdict: NotebookVerdict, workdir: Path,
+                        on_kernel: Callable[[int | None], None] | None,
+                        kernel_ready: Callable[[], Awaitable[None]]) -> str | None:
+    """Run the notebook, again without each cell that stops the kernel, while exercises
+    remain to judge; returns why judging stopped early (None: it did not)."""
+    plan, limits = state.plan, state.limits
+    while True:
+        verdict.attempts += 1
+        fatal = await _attempt(state, workdir, on_kernel, kernel_ready)
+        if fatal is None:
+            return None
+        index, run = fatal
+        cell = plan.cells[index]
+        if run.status == "not run":
+            return f"the notebook's time limit ({limits.timeout_notebook:g} s) ran out"
+        state.excluded.add(index)
+        if cell.role == "answer":  # nothing left to judge for its exercises
+            state.answer_stopped.update(cell.exercises)
+        elif cell.role == "judge":
+            state.judge_problems[cell.exercises[0]] = (
+                f"judging {cell.exercises[0]} {_fatal_words(run, limits)}"
+                .replace("the top level of the cell", "your function") + "; no credit")
+        elif cell.role == "course":
+            verdict.notes.append(f"{cell.label} {_fatal_words(run, limits)}")
+        else:
+            return "the grader's setup cell failed"
+        if not state.pending():
+            return None
+        if verdict.attempts >= MAX_ATTEMPTS:
+            return f"the kernel was stopped {verdict.attempts} times"
+        verdict.notes.append(f"the notebook was run again in a fresh kernel without "
+                             f"{cell.label}, to judge {', '.join(state.pending())}")
+
+
+def _answer_runs(state: _Judging) -> dict[str, CellRun]:
+    """How each exercise's answer cell ran (first run)."""
+    found = {}
+    for index, run in state.runs.items():
+        cell = state.plan.cells[index]
+        if cell.role == "answer":
+            for name in cell.exercises:
+                found[name] = run
+    return found
+
+
+def _collect_cell_notes(state: _Judging, verdict: NotebookVerdict) -> None:
+    for index, run in sorted(state.runs.items()):
+        cell = state.plan.cells[index]
+        if cell.role == "course" and run.status == "error":
+            verdict.notes.append(f"{cell.label} raised {run.error}")
+        if run.truncated_output:
+            verdict.notes.append(f"{cell.label} printed more than "
+                                 f"{state.limits.output_cap_bytes // 1_000_000} MB; the rest of "
+                                 "its output was dropped")
+    verdict.cells = [state.runs[i] for i in sorted(state.runs)]
 
 
 def unusable_verdict(stem: str, course: CourseNotebook | None, message: str) -> NotebookVerdict:

@@ -76,6 +76,17 @@ async def fetch_all_urls(urls, fetch, max_concurrent=10, timeout_s=5.0):
 '''
 
 
+# Shared memory is not counted by the kernel's RLIMIT_DATA: only the host's RSS watchdog stops it.
+SHARED_MEMORY_CREEP = '''
+import mmap, time
+chunk = b"x" * 2**24
+shared = mmap.mmap(-1, 4 * 1024**3)
+for offset in range(0, len(shared), len(chunk)):
+    shared[offset:offset + len(chunk)] = chunk
+    time.sleep(0.01)
+'''
+
+
 def unsolved():
     return notebook("exercises")
 
@@ -139,6 +150,7 @@ CASES: dict[str, Callable[[], object]] = {
     "monkeypatch": lambda: with_answer(replace=MONKEYPATCH),
     "zero_cells": zero_cells,
     "memory_hog": lambda: with_answer("hog = bytearray(64 * 1024**3)"),
+    "memory_creep": lambda: with_answer(SHARED_MEMORY_CREEP),
 }
 
 

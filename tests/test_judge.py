@@ -1,0 +1,245 @@
+"""asynclab.judge and asynclab check: what runs, what is trusted, and the exit codes.
+
+Most tests here need no kernel: the notebook the judge builds, the tamper
+fingerprint and the in-kernel judge itself are exercised in-process. The
+``asynclab check`` tests run real kernels (two notebooks, a few seconds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from asynclab import grading_guard
+from asynclab.checking import Report
+from asynclab.cli import main
+from asynclab.judge import (Limits, UnusableInput, assemble, load_course_notebook, read_notebook,
+                            report_text, review_flags)
+from grader_cases import (MONKEYPATCH, ROOT, STEM, TWO_ANSWERS, answer_cells, deleted_answer,
+                          edited_check, forged_outputs, notebook, solved, untagged_answer, write)
+
+LIMITS = Limits(variants=("public", "hidden"))
+
+
+@pytest.fixture(scope="module")
+def course():
+    return load_course_notebook(STEM, ROOT)
+
+
+def plan_for(course, learner, tmp_path):
+    return assemble(course, learner, LIMITS, tmp_path)
+
+
+# -- reading what a learner hands in -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"", "the file is empty"),
+    (b"print('hello')\n", "malformed JSON"),
+    (b'{"cells": [', "malformed JSON"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not a text file"),
+    (b"[1, 2, 3]", "JSON without a list of cells"),
+    (b'{"nbformat": 4}', "JSON without a list of cells"),
+])
+def test_unusable_files_get_one_clear_line(tmp_path, content, fragment):
+    path = tmp_path / f"{STEM}.ipynb"
+    path.write_bytes(content)
+    with pytest.raises(UnusableInput) as caught:
+        read_notebook(path)
+    message = str(caught.value)
+    assert fragment in message and "\n" not in message
+
+
+def test_missing_file_and_folder_are_unusable(tmp_path):
+    with pytest.raises(UnusableInput, match="no such file"):
+        read_notebook(tmp_path / "nope.ipynb")
+    with pytest.raises(UnusableInput, match="is a folder"):
+        read_notebook(tmp_path)
+
+
+def test_unknown_notebook_name_lists_the_course_notebooks():
+    with pytest.raises(UnusableInput) as caught:
+        load_course_notebook("99_nothing", ROOT)
+    assert "99_nothing.ipynb is not one of the course's exercise notebooks" in str(caught.value)
+    assert f"{STEM}.ipynb" in str(caught.value)
+
+
+# -- the notebook that runs --------------------------------------------------------------------
+
+
+def test_only_answer_cells_come_from_the_learner(course, tmp_path):
+    plan = plan_for(course, edited_check(), tmp_path)
+    roles = [c.role for c in plan.cells]
+    assert roles[0] == "setup" and roles.count("answer") == 1 and roles.count("judge") == 1
+    # The learner's edited check cell (a print of the PASS text) is nowhere.
+    assert not any("checks passed" in c.source for c in plan.cells)
+    # The judging cell sits where the course's check cell was, after the answer.
+    assert roles.index("judge") > roles.index("answer")
+    # Course cells are the course's own, even when the learner changed theirs.
+    course_sources = [c.source for c in course.template.cells if c.cell_type == "code"]
+    assert all(c.source in course_sources for c in plan.cells if c.role == "course")
+
+
+def test_forged_outputs_are_never_read(course, tmp_path):
+    plan = plan_for(course, forged_outputs(), tmp_path)
+    answer = next(c for c in plan.cells if c.role == "answer")
+    assert "raise NotImplementedError" in answer.source  # the stub runs, outputs are ignored
+
+
+def test_setup_and_judge_cells_carry_run_time_secrets(course, tmp_path):
+    first = plan_for(course, solved(), tmp_path)
+    second = plan_for(course, solved(), tmp_path)
+    assert first.nonce != second.nonce and first.nonce in first.cells[-1].source
+    judge = next(c for c in first.cells if c.role == "judge")
+    assert judge.result_path.startswith(str(tmp_path)) and not Path(judge.result_path).exists()
+    assert first.cells[0].source.split("=")[0] != second.cells[0].source.split("=")[0]
+
+
+def test_deleted_and_untagged_answer_cells_are_named(course, tmp_path):
+    deleted = plan_for(course, deleted_answer(), tmp_path)
+    assert deleted.missing["fetch_all_urls"].startswith(
+        "answer cell 1 (fetch_all_urls) is missing")
+    assert not any(c.role == "answer" for c in deleted.cells)
+    untagged = plan_for(course, untagged_answer(), tmp_path)
+    assert "defines fetch_all_urls but is not tagged `answer`" in untagged.missing["fetch_all_urls"]
+    assert any("not answer cells and were not run" in n for n in untagged.notes)
+
+
+def test_answer_cells_are_matched_by_the_exercise_they_define(tmp_path):
+    course = load_course_notebook(TWO_ANSWERS, ROOT)
+    learner = solved(TWO_ANSWERS)
+    first, second = answer_cells(learner)
+    first.source, second.source = second.source, first.source  # swapped by the learner
+    plan = assemble(course, learner, LIMITS, tmp_path)
+    answers = [c for c in plan.cells if c.role == "answer"]
+    assert [c.exercises for c in answers] == [["RateLimiter"], ["fetch_with_retries"]]
+    assert "class RateLimiter" in answers[0].source
+    assert "def fetch_with_retries" in answers[1].source
+
+
+def test_review_flags_catch_tools_for_fooling_a_judge():
+    assert review_flags(MONKEYPATCH)  # imports and patches the course's checks
+    assert any("frames" in f for f in review_flags("x = sys._getframe(1).f_locals"))
+    plain = answer_cells(notebook("solutions"))[0].source
+    assert review_flags(plain) == []
+
+
+# -- the judge inside the kernel, run in-process -----------------------------------------------
+
+
+def reference_namespace() -> dict:
+    namespace: dict = {}
+    exec("import asyncio", namespace)  # noqa: S102 - what the notebook's setup cell does
+    exec(answer_cells(notebook("solutions"))[0].source, namespace)  # noqa: S102
+    return namespace
+
+
+def test_in_kernel_judge_passes_the_reference(tmp_path):
+    judge = grading_guard.install(STEM, ["fetch_all_urls"], reference_namespace())
+    out = tmp_path / "verdict.json"
+    judge("fetch_all_urls", ("public", "hidden"), str(out), "nonce123", False)
+    verdict = json.loads(out.read_text())
+    assert verdict["nonce"] == "nonce123" and verdict["tampering"] == []
+    assert set(verdict["reports"]) == {"public", "hidden"}
+    assert all(f["passed"] for r in verdict["reports"].values() for f in r["findings"])
+    with pytest.raises(FileExistsError):  # a file planted in advance is never trusted
+        judge("fetch_all_urls", ("public",), str(out), "nonce123", False)
+
+
+def test_in_kernel_judge_reports_an_undefined_function(tmp_path):
+    judge = grading_guard.install(STEM, ["fetch_all_urls"], {})
+    out = tmp_path / "verdict.json"
+    judge("fetch_all_urls", ("public",), str(out), "n", False)
+    assert json.loads(out.read_text())["defined"] is False
+
+
+def test_monkeypatching_the_checks_is_tampering(tmp_path):
+    import asynclab.checks.nb05_semaphore as checks
+
+    judge = grading_guard.install(STEM, ["fetch_all_urls"], reference_namespace())
+    original = checks.check_fetch_all_urls
+    checks.check_fetch_all_urls = lambda fn, **kwargs: Report("fetch_all_urls")
+    try:
+        out = tmp_path / "verdict.json"
+        judge("fetch_all_urls", ("public",), str(out), "n", False)
+    finally:
+        checks.check_fetch_all_urls = original
+    changed = json.loads(out.read_text())["tampering"]
+    assert "asynclab.checks.nb05_semaphore.check_fetch_all_urls" in changed
+    assert grading_guard.describe_tampering(changed).startswith(
+        "tampering detected: your code replaced asynclab.checks.nb05_semaphore."
+        "check_fetch_all_urls")
+
+
+def test_patching_asyncio_or_the_clock_is_tampering():
+    import asyncio
+    import time
+
+    before = grading_guard.snapshot()
+    original_gather, original_monotonic = asyncio.gather, time.monotonic
+    asyncio.gather, time.monotonic = (lambda *a, **k: None), (lambda: 0.0)
+    try:
+        changed = grading_guard.compare(before, grading_guard.snapshot())
+    finally:
+        asyncio.gather, time.monotonic = original_gather, original_monotonic
+    assert {"asyncio.gather", "time.monotonic"} <= set(changed)
+    assert grading_guard.compare(before, grading_guard.snapshot()) == []
+
+
+def test_import_hooks_and_trace_functions_from_the_notebook_are_tampering():
+    import sys
+
+    before = grading_guard.snapshot()
+    finder = type("Finder", (), {"__module__": "__main__", "find_spec": lambda *a: None})()
+    sys.meta_path.insert(0, finder)
+    try:
+        changed = grading_guard.compare(before, grading_guard.snapshot())
+    finally:
+        sys.meta_path.remove(finder)
+    assert changed == ["hook sys.meta_path"]
+    assert "your code installed sys.meta_path" in grading_guard.describe_tampering(changed)
+
+
+def test_report_text_is_rebuilt_exactly():
+    report = Report("f")
+    report.add("a", True, "fine")
+    report.add("b", False, "17 in flight", "use a semaphore")
+    assert report_text(report.to_dict()) == report.text()
+
+
+# -- asynclab check: exit codes ----------------------------------------------------------------
+
+
+def test_check_exits_0_when_the_reference_passes(capsys):
+    assert main(["check", str(ROOT / "solutions" / f"{STEM}.ipynb")]) == 0
+    out = capsys.readouterr().out
+    assert "fetch_all_urls: all 7 checks passed" in out
+    assert "1 of 1 exercise(s) passed" in out
+
+
+def test_check_exits_1_on_the_unsolved_exercise(capsys, tmp_path):
+    # The learner's check cell prints the PASS text: asynclab check is not fooled.
+    path = write(edited_check(), tmp_path / f"{STEM}.ipynb")
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] written: fetch_all_urls is not written yet" in out
+    assert "0 of 1 exercise(s) passed" in out
+
+
+@pytest.mark.parametrize("name, content, fragment", [
+    (f"{STEM}.ipynb", b"garbage", "malformed JSON"),
+    ("99_unknown.ipynb", nbformat.writes(nbformat.v4.new_notebook()).encode(),
+     "not one of the course's exercise notebooks"),
+    (f"{STEM}.txt", b"hello", "not a notebook"),
+    ("missing.ipynb", None, "no such file"),
+])
+def test_check_exits_2_on_unusable_input(capsys, tmp_path, name, content, fragment):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("asynclab check: ") and fragment in err and "\n" not in err
