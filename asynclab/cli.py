@@ -88,7 +88,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     root = course_root(args.root)
     paths = [Path(p) for p in args.notebooks]
-    results = asyncio.run(_check_all(paths, root, _limits(args)))
+    try:
+        results = asyncio.run(_check_all(paths, root, _limits(args)))
+    except KeyboardInterrupt:  # the kernels were killed on the way out
+        print("asynclab check: interrupted", file=sys.stderr)
+        return 130
     status = EXIT_PASSED
     for path, result in zip(paths, results):
         if isinstance(result, UnusableInput):

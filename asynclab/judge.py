@@ -275,18 +275,21 @@ def _match_answers(course: CourseNotebook, learner: Any) -> tuple[dict[int, Any]
     known = set(course.exercises)
     claimed: set[int] = set()
     matched: dict[int, Any] = {}
-    for slot in course.slots:
-        for i, cell in enumerate(answers):
-            if i not in claimed and set(defined_names(cell.source)) & set(slot.names):
-                matched[slot.number], _ = cell, claimed.add(i)
+
+    def claim(slot: AnswerSlot, position: int) -> None:
+        matched[slot.number] = answers[position]
+        claimed.add(position)
+
+    for slot in course.slots:  # first by the exercise the cell defines
+        for position, cell in enumerate(answers):
+            if position not in claimed and set(defined_names(cell.source)) & set(slot.names):
+                claim(slot, position)
                 break
-    for slot in course.slots:
-        if slot.number in matched:
-            continue
+    for slot in course.slots:  # then by position (a renamed function, a syntax error)
         position = slot.number - 1
-        if position < len(answers) and position not in claimed \
+        if slot.number not in matched and position < len(answers) and position not in claimed \
                 and not set(defined_names(answers[position].source)) & known:
-            matched[slot.number], _ = answers[position], claimed.add(position)
+            claim(slot, position)
     missing: dict[str, str] = {}
     untagged = [c for c in learner.cells if c.cell_type == "code" and ANSWER_TAG not in tags(c)]
     for slot in course.slots:
@@ -504,6 +507,14 @@ def _kernel_env() -> dict[str, str]:
     return env
 
 
+def _content_size(content: dict) -> int:
+    """Roughly how many bytes an output message carries (its text and its data)."""
+    size = len(str(content.get("text", "")))
+    for value in (content.get("data") or {}).values():
+        size += len(value) if isinstance(value, (str, bytes)) else len(str(value))
+    return size + sum(len(str(line)) for line in content.get("traceback", []) or [])
+
+
 def _make_client(cells: list[PlannedCell], limits: Limits):
     """An nbclient client for ``cells`` with our kernel spec and an output cap."""
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -519,10 +530,10 @@ def _make_client(cells: list[PlannedCell], limits: Limits):
         """Keeps at most ``output_cap_bytes`` of output per cell: a flood costs no memory."""
 
         def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
-            size = len(json.dumps(msg.get("content", {}), default=str))
+            size = _content_size(msg.get("content", {}))
             used = self._output_bytes.get(cell_index, 0) + size
             self._output_bytes[cell_index] = used
-            if used > limits.output_cap_bytes:
+            if used > limits.output_cap_bytes and msg.get("msg_type") != "error":
                 self._truncated.add(cell_index)
                 return None
             return super().output(outs, msg, display_id, cell_index)
@@ -535,20 +546,25 @@ def _make_client(cells: list[PlannedCell], limits: Limits):
                           iopub_timeout=4, record_timing=False, coalesce_streams=False)
     client._output_bytes = {}
     client._truncated = set()
+    client._replies = {}
+
+    def keep_reply(cell: Any, cell_index: int, execute_reply: dict | None) -> None:
+        client._replies[cell_index] = (execute_reply or {}).get("content", {})
+
+    client.on_cell_executed = keep_reply
     client.reset_execution_trackers()
     return client, km, nb
 
 
-def _cell_error(cell: Any) -> tuple[str, str]:
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            ename, evalue = out.get("ename", "Error"), out.get("evalue", "")
-            tb = ANSI.sub("", "\n".join(out.get("traceback", [])))
-            lines = tb.splitlines()
-            if len(lines) > 30:
-                lines = ["..."] + lines[-30:]
-            return (f"{ename}: {evalue}" if evalue else ename), "\n".join(lines)[-4000:]
-    return "", ""
+def _cell_error(reply: dict[str, Any]) -> tuple[str, str]:
+    """("ZeroDivisionError: division by zero", traceback) from an execute_reply's content."""
+    if reply.get("status") != "error":
+        return "", ""
+    ename, evalue = str(reply.get("ename", "Error")), str(reply.get("evalue", ""))
+    lines = ANSI.sub("", "\n".join(map(str, reply.get("traceback", []) or []))).splitlines()
+    if len(lines) > 30:
+        lines = ["...", *lines[-30:]]
+    return (f"{ename}: {evalue}"[:500] if evalue else ename), "\n".join(lines)[-4000:]
 
 
 class KernelRun:
@@ -615,7 +631,7 @@ class KernelRun:
             if self.kill_reason is None and not isinstance(exc, DeadKernelError):
                 run.error = f"{type(exc).__name__}: {exc}"
         else:
-            run.error, run.traceback = _cell_error(cell)
+            run.error, run.traceback = _cell_error(self.client._replies.get(index, {}))
             if run.error:
                 run.status = "error"
         run.seconds = round(time.monotonic() - started, 3)
@@ -863,14 +879,16 @@ async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
                 stopped = await _run_attempts(state, verdict, workdir, on_kernel, kernel_ready)
             except _KernelStartFailed as exc:
                 verdict.status = "error"
-                verdict.message = f"the kernel could not start: {exc}"
+                lines = str(exc).strip().splitlines() or ["no reason given"]
+                verdict.message = (f"the kernel could not start ({lines[-1].strip()}); is "
+                                   f"--memory-mb {limits.memory_mb} too low?")
         _collect_cell_notes(state, verdict)
         verdict.exercises = _exercise_verdicts(state, _answer_runs(state), stopped)
         if verdict.status == "error":
             for v in verdict.exercises.values():
-                v.status = f"not graded: {verdict.message}"
+                v.status = "not graded: error"
                 v.passed, v.points = False, 0
-                v.messages.insert(0, verdict.message)
+                v.messages = [verdict.message]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         verdict.duration_s = round(time.monotonic() - started, 3)

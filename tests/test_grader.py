@@ -22,14 +22,18 @@ import psutil
 import pytest
 
 from asynclab.cli import main
-from grader_cases import CASES, ROOT, STEM, TWO_ANSWERS, first_answer_kills_kernel, solved, write
+from grader_cases import (CASES, ROOT, SEQUENTIAL, STEM, TWO_ANSWERS, first_answer_kills_kernel,
+                          solved, with_answer, write)
 
 LIMITS = ["--timeout-cell", "3", "--timeout-notebook", "30", "--memory-mb", "768"]
 EVE = "eve<b>&co"  # a folder name that must be escaped in HTML
 
 
 def build_class(folder: Path) -> None:
-    for name in ("good", "wrong", "infinite_loop", "blocking_sleep", "endless_await",
+    # A wrong answer whose cell floods its output, then raises with markup in the message.
+    noisy = with_answer("print('y' * 3_000_000)\nraise ValueError('<b>boom</b>')", replace=SEQUENTIAL)
+    write(noisy, folder / "wrong" / f"{STEM}.ipynb")
+    for name in ("good", "infinite_loop", "blocking_sleep", "endless_await",
                  "kernel_dies", "huge_output", "deleted_answer", "edited_check",
                  "forged_outputs", "monkeypatch", "zero_cells", "memory_hog", "memory_creep"):
         write(CASES[name](), folder / name / f"{STEM}.ipynb")
@@ -106,7 +110,15 @@ def test_wrong_solution_fails_with_the_checks_words(graded):
     failed = [f["property"] for f in public["findings"] if not f["passed"]]
     assert failed == ["runs concurrently"]
     assert "hidden" not in report["reports"]  # only judged once the public check passes
-    assert "one at a time" in feedback(graded, "wrong")
+    page = feedback(graded, "wrong")
+    assert "one at a time" in page
+
+
+def test_an_error_after_a_flood_of_output_is_still_seen_and_escaped(graded):
+    assert "your answer cell 1 (fetch_all_urls) raised ValueError: <b>boom</b>" in \
+        messages(graded, "wrong")
+    page = feedback(graded, "wrong")
+    assert "&lt;b&gt;boom&lt;/b&gt;" in page and "<b>boom" not in page
 
 
 @pytest.mark.parametrize("student", ["infinite_loop", "blocking_sleep", "endless_await"])
