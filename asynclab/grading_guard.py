@@ -63,7 +63,7 @@ WATCHED_MODULES = ("time", "threading", "heapq", "random", "functools", "inspect
                    "types", "builtins", "_asyncio")
 # The host's own modules never run in the kernel and import heavy packages.
 HOST_ONLY = ("asynclab.cli", "asynclab.judge", "asynclab.grader", "asynclab.grading_report",
-             "asynclab.grading_kernel", "asynclab.authoring", "asynclab.labserver")
+             "asynclab.grading_kernel")
 # Values that change legitimately while a notebook runs.
 VOLATILE = {("builtins", "_"), ("builtins", "__"), ("builtins", "___"),
             ("builtins", "input"), ("builtins", "raw_input")}  # ipykernel sets input per request

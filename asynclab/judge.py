@@ -866,8 +866,8 @@ async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
     verdict = NotebookVerdict(course.stem)
     workdir = Path(tempfile.mkdtemp(prefix="asynclab-judge-"))
     (workdir / "work").mkdir()
-    result_dir = workdir / "results"
-    result_dir.mkdir(mode=0o700)
+    # The verdicts go to a folder of their own, not next to the kernel's working folder.
+    result_dir = Path(tempfile.mkdtemp(prefix="asynclab-verdicts-"))
     try:
         plan = assemble(course, learner, limits, result_dir)
         verdict.notes += plan.notes
@@ -891,6 +891,7 @@ async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
                 v.messages = [verdict.message]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(result_dir, ignore_errors=True)
         verdict.duration_s = round(time.monotonic() - started, 3)
     return verdict
 

@@ -25,7 +25,7 @@ from asynclab.cli import main
 from grader_cases import (CASES, ROOT, SEQUENTIAL, STEM, TWO_ANSWERS, first_answer_kills_kernel,
                           solved, with_answer, write)
 
-LIMITS = ["--timeout-cell", "3", "--timeout-notebook", "30", "--memory-mb", "768"]
+LIMITS = ["--timeout-cell", "6", "--timeout-notebook", "30", "--memory-mb", "768"]
 EVE = "eve<b>&co"  # a folder name that must be escaped in HTML
 
 
@@ -124,7 +124,7 @@ def test_an_error_after_a_flood_of_output_is_still_seen_and_escaped(graded):
 @pytest.mark.parametrize("student", ["infinite_loop", "blocking_sleep", "endless_await"])
 def test_cells_that_never_end_are_stopped(graded, student):
     text = messages(graded, student)
-    assert "was still running after 3 s and was stopped" in text
+    assert "was still running after 6 s and was stopped" in text
     assert graded["rows"][student]["fetch_all_urls"] == "0"
 
 
@@ -201,7 +201,7 @@ def test_feedback_pages_are_self_contained_and_escaped(graded):
     assert "eve&lt;b&gt;&amp;co" in page and "<script>" not in page and "<b>&" not in page
     assert "&lt;script&gt;alert(1).txt: ignored" in page
     failing = feedback(graded, "blocking_sleep")
-    assert "was still running after 3 s" in failing and "0 / 1 point" in failing
+    assert "was still running after 6 s" in failing and "0 / 1 point" in failing
 
 
 def test_no_kernel_outlives_the_run(graded):
