@@ -127,7 +127,7 @@ def find_learners(submissions: Path, stems: list[str]) -> tuple[list[Learner], l
             if folder.name not in IGNORED_NAMES:
                 stray.append(f"{folder.name}: not a learner folder, ignored")
             continue
-        if folder.name in IGNORED_PARTS:
+        if folder.name in IGNORED_PARTS or folder.name.startswith("."):
             continue
         learner = Learner(folder.name, slugify(folder.name, taken))
         candidates = sorted(_learner_files(folder), key=lambda p: (len(p.parts), str(p)))
@@ -136,8 +136,8 @@ def find_learners(submissions: Path, stems: list[str]) -> tuple[list[Learner], l
             stem = path.name[:-len(".ipynb")] if path.name.endswith(".ipynb") else None
             if stem in stems:
                 if stem in learner.submissions:
-                    learner.notes.append(f"{relative}: ignored, {learner.submissions[stem].path.relative_to(folder)} "
-                                         "is the one graded")
+                    graded = learner.submissions[stem].path.relative_to(folder)
+                    learner.notes.append(f"{relative}: ignored, {graded} is the one graded")
                 else:
                     learner.submissions[stem] = Submission(learner.name, stem, path)
             else:
@@ -188,9 +188,8 @@ def submission_key(sub: Submission, course: CourseNotebook) -> str:
 class Progress:
     """One status line on stderr: done/total, failures so far, estimated time left."""
 
-    def __init__(self, total: int, max_in_flight: int, stream: TextIO | None = None,
-                 enabled: bool = True) -> None:
-        self.total, self.max_in_flight = total, max_in_flight
+    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool = True) -> None:
+        self.total = total
         self.done = self.failures = 0
         self.stream = stream or sys.stderr
         self.enabled = enabled
@@ -267,32 +266,40 @@ class Slots:
         self.alive = asyncio.Semaphore(2 * max_in_flight)
 
 
-async def grade_one(sub: Submission, learner: Learner, course: CourseNotebook,
-                    settings: GradeSettings, slots: Slots,
-                    store: ResultStore, progress: Progress, kernels: LiveKernels) -> NotebookVerdict:
-    """Grade one notebook when a slot is free; always returns a verdict (or is cancelled)."""
+async def judge_safely(sub: Submission, course: CourseNotebook, settings: GradeSettings,
+                       slots: Slots, kernels: LiveKernels) -> NotebookVerdict:
+    """The judge's verdict on one notebook, or a verdict that says why there is none.
+
+    Never raises, except CancelledError (Ctrl-C), after the judge killed its kernel.
+    """
     limits = settings.limits
     # The judge enforces the real limits; this only catches a grader that hangs. It covers
     # the wait for a run slot too: at most one notebook's time (the one running before).
     backstop = 2 * (limits.timeout_notebook + limits.startup_timeout) + BACKSTOP_GRACE_S
+    try:
+        async with asyncio.timeout(backstop):
+            return await judge_file(sub.path, settings.root, limits, course=course,
+                                    on_kernel=kernels.tracker(), run_gate=slots.running)
+    except UnusableInput as exc:  # kept: the same file is just as unusable next time
+        verdict = unusable_verdict(sub.stem, course, str(exc))
+        verdict.source, verdict.sha256 = str(sub.path), file_digest(sub.path)
+        verdict.key = submission_key(sub, course)
+        return verdict
+    except TimeoutError:  # not kept (no key): graded again by the next run
+        return unusable_verdict(sub.stem, course, f"the notebook did not finish within "
+                                f"{backstop:g} s and was stopped", status="graded")
+    except Exception as exc:  # noqa: BLE001 - a grader failure must not stop the class
+        raise_if_cancelling()
+        return unusable_verdict(sub.stem, course, f"the grader failed on this notebook: "
+                                f"{type(exc).__name__}: {exc}", status="error")
+
+
+async def grade_one(sub: Submission, learner: Learner, course: CourseNotebook,
+                    settings: GradeSettings, slots: Slots,
+                    store: ResultStore, progress: Progress, kernels: LiveKernels) -> NotebookVerdict:
+    """Grade one notebook when a slot is free, save the verdict at once, count it as done."""
     async with slots.alive:
-        try:
-            async with asyncio.timeout(backstop):
-                verdict = await judge_file(sub.path, settings.root, limits, course=course,
-                                           on_kernel=kernels.tracker(), run_gate=slots.running)
-        except UnusableInput as exc:
-            verdict = unusable_verdict(sub.stem, course, str(exc))
-            verdict.source, verdict.sha256 = str(sub.path), file_digest(sub.path)
-            verdict.key = submission_key(sub, course)
-        except TimeoutError:
-            verdict = unusable_verdict(sub.stem, course, "the notebook did not finish within "
-                                       f"{backstop:g} s and was stopped")
-            verdict.status = "graded"
-        except Exception as exc:  # noqa: BLE001 - a grader failure must not stop the class
-            raise_if_cancelling()
-            verdict = unusable_verdict(sub.stem, course, f"the grader failed on this notebook: "
-                                       f"{type(exc).__name__}: {exc}")
-            verdict.status = "error"
+        verdict = await judge_safely(sub, course, settings, slots, kernels)
     store.save(learner, verdict)
     progress.finished(verdict, learner.name)
     return verdict
@@ -344,7 +351,7 @@ async def grade(settings: GradeSettings) -> GradeRun:
                 run.resumed += 1
             else:
                 todo.append((sub, learner, courses[stem]))
-    progress = Progress(len(todo), settings.max_in_flight, enabled=settings.show_progress)
+    progress = Progress(len(todo), enabled=settings.show_progress)
     if settings.show_progress:
         print(f"{len(learners)} learners, {len(todo) + run.resumed} notebooks: {run.resumed} "
               f"already graded, {len(todo)} to run, {settings.max_in_flight} at a time",

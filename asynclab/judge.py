@@ -953,8 +953,10 @@ def _collect_cell_notes(state: _Judging, verdict: NotebookVerdict) -> None:
     verdict.cells = [state.runs[i] for i in sorted(state.runs)]
 
 
-def unusable_verdict(stem: str, course: CourseNotebook | None, message: str) -> NotebookVerdict:
-    verdict = NotebookVerdict(stem, status="unusable", message=message)
+def unusable_verdict(stem: str, course: CourseNotebook | None, message: str,
+                     status: str = "unusable") -> NotebookVerdict:
+    """A verdict without a run: every exercise of the notebook gets 0 and ``message``."""
+    verdict = NotebookVerdict(stem, status=status, message=message)
     for name in (course.exercises if course else []):
         verdict.exercises[name] = ExerciseVerdict(name, stem, messages=[message])
     return verdict
