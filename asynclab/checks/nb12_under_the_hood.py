@@ -1,155 +1,289 @@
 """Checks for notebook 12_under_the_hood: one iteration of a tiny event loop.
 
-This exercise is plain synchronous logic (the loop itself), so it is judged
-by driving the learner's ``run_once`` with a fake clock and a fake selector,
-not on virtual time.
+``run_once(ready, timers, clock, select)`` is plain synchronous logic (the
+loop itself), so it is not run on virtual time. The check hands it a fake
+clock and a fake ``select`` and plays six situations, each a single
+iteration: work ready, only timers, overdue timers, only I/O, a callback that
+schedules another, and ready work, I/O and a due timer together. Time moves
+only when ``select`` is asked to wait, so the verdict depends on nothing but
+what the learner's code did, in what order.
+
+Busy-waiting cannot hang the check: the fake clock refuses to be read more
+than ``MAX_CLOCK_READS`` times in one iteration. ``time.sleep`` is caught (and
+skipped) by ``asynclab.blocking``'s detector.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import threading
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from asynclab.checking import Finding, Report
+from asynclab.blocking import BlockingDetector
+from asynclab.checking import Finding, Report, _describe_error
 
 NOTEBOOK = "12_under_the_hood"
+MAX_CLOCK_READS = 1_000
+
+
+class BusyWait(Exception):
+    """Raised by the fake clock when an iteration keeps reading it instead of waiting."""
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """The times used by one variant of the check."""
+
+    start: float  # the clock when an iteration begins
+    soon: float  # delay of the nearest timer in the "only timers" situation
+    late: float  # delay of the later timer there
+    overdue: tuple[float, ...]  # deadlines before `late_start` (a heap not sorted as a list)
+    not_due: float  # a deadline after it
+    late_start: float
+
+
+NUMBERS = {
+    "public": Numbers(start=1.0, soon=2.0, late=4.0, overdue=(1.0, 5.0, 2.0, 6.0, 2.0),
+                      not_due=30.0, late_start=10.0),
+    "hidden": Numbers(start=100.0, soon=0.75, late=1.25, overdue=(91.0, 97.5, 93.0, 99.0, 95.0, 93.0),
+                      not_due=180.0, late_start=100.0),
+}
 
 
 class World:
-    """A fake clock and selector, and a log of what ran."""
+    """A fake clock and selector for one iteration, and a log of the callbacks that ran."""
 
-    def __init__(self, now: float, io_after: dict[float, list[str]] | None = None) -> None:
+    def __init__(self, now: float, io_ready: list[str] | None = None) -> None:
         self.now = now
         self.log: list[str] = []
-        self.select_timeouts: list[float | None] = []
-        self.io_after = io_after or {}
+        self.select_calls: list[float | None] = []
+        self.io_ready = list(io_ready or [])
+        self.clock_reads = 0
         self._seq = itertools.count()
 
     def clock(self) -> float:
+        self.clock_reads += 1
+        if self.clock_reads > MAX_CLOCK_READS:
+            raise BusyWait(f"clock() was read {MAX_CLOCK_READS:,} times in one iteration")
         return self.now
 
-    def select(self, timeout: float | None) -> list[Callable[[], None]]:
-        """Record the timeout; time passes by it (a fake wait); return ready I/O callbacks."""
-        self.select_timeouts.append(timeout)
-        if timeout is not None and timeout > 0:
+    def select(self, timeout: float | None = None) -> list[Callable[[], None]]:
+        """Record the timeout; time passes by it (a wait); return the ready sockets' callbacks."""
+        self.select_calls.append(timeout)
+        if isinstance(timeout, (int, float)) and timeout > 0:
             self.now += timeout
-        return [self.callback(name) for name in self.io_after.get(timeout or 0.0, [])]
+        ready, self.io_ready = self.io_ready, []
+        return [self.callback(name) for name in ready]
 
     def callback(self, name: str, then: Callable[[], None] | None = None) -> Callable[[], None]:
         def run() -> None:
             self.log.append(name)
             if then is not None:
                 then()
-        run.__name__ = name
+        run.__name__ = run.__qualname__ = name.replace(" ", "_")
         return run
 
     def timer(self, deadline: float, name: str) -> tuple[float, int, Callable[[], None]]:
         return (deadline, next(self._seq), self.callback(name))
 
+    def selects(self) -> str:
+        if not self.select_calls:
+            return "select was never called"
+        return ", ".join(f"select({_num(t)})" for t in self.select_calls)
 
-def _case(fn: Any, world: World, ready: deque, timers: list) -> str | None:
-    """Run one iteration; None when it ran, else the error as text."""
+
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else repr(value)
+
+
+def _labels(deadlines: tuple[float, ...]) -> list[str]:
+    """``t2``, ``t5``, ``t2 #2``: one label per timer, numbered when deadlines repeat."""
+    seen: list[str] = []
+    out = []
+    for deadline in deadlines:
+        label = f"t{deadline:g}"
+        out.append(label + (f" #{seen.count(label) + 1}" if label in seen else ""))
+        seen.append(label)
+    return out
+
+
+def _names(log: list[str]) -> str:
+    return "[" + ", ".join(log) + "]"
+
+
+class _Stop(Exception):
+    """The learner's function failed in a way that ends the check (already reported)."""
+
+
+def _play(fn: Any, report: Report, world: World, ready: deque, timers: list,
+          detector: BlockingDetector) -> None:
+    """Run one iteration; on an error or a sleep, report it and stop the check."""
+    before = len(detector.calls)
     try:
         fn(ready, timers, world.clock, world.select)
+    except NotImplementedError:
+        report.findings.append(Finding(
+            "written", False, "run_once is not written yet (it raised NotImplementedError).",
+            "Replace the `raise NotImplementedError` line in the answer cell with your code, run "
+            "that cell, then run this check again."))
+        raise _Stop from None
+    except BusyWait as exc:
+        report.add("never busy-waits", False,
+                   f"{exc}: it spins instead of letting select wait",
+                   "Do not loop until a deadline comes: compute the timeout once and pass it to "
+                   "select(timeout), which sleeps until I/O arrives or the timeout passes.")
+        raise _Stop from None
     except Exception as exc:  # the learner's bug, reported as a finding
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        report.add("runs without error", False, f"run_once raised {_describe_error(exc)}",
+                   "Run it by hand on a tiny example: a deque of two lambdas, an empty timer "
+                   "list, clock=lambda: 0.0 and select=lambda timeout: [].")
+        raise _Stop from None
+    slept = detector.calls[before:]
+    if slept:
+        report.add("waits in select, not in time.sleep", False,
+                   f"it called {slept[0].where()} instead of passing the timeout to select",
+                   "The loop must wait in select(timeout): a sleep cannot be cut short when a "
+                   "socket becomes ready.")
+        raise _Stop
 
 
 def check_run_once(fn, *, variant: str = "public") -> Report:
     """Judge ``run_once(ready, timers, clock, select)``.
 
     Properties: the select timeout (0 with work ready, the time to the nearest
-    timer otherwise, never negative, None with nothing scheduled); due timers
-    moved to the ready queue in deadline order, later ones kept; I/O callbacks
-    run; callbacks scheduled during the iteration wait for the next one.
+    timer otherwise, never negative, None with nothing scheduled); the loop
+    waits in select (no busy-waiting, no time.sleep); due timers moved to the
+    ready queue in deadline order, later ones kept; I/O callbacks run; ready
+    callbacks, then I/O, then timers, oldest first; callbacks scheduled during
+    the iteration wait for the next one.
     """
     report = Report("run_once")
     if not callable(fn):
-        report.findings.append(Finding("defined", False, "run_once is not a function",
+        report.findings.append(Finding("defined", False, f"run_once is not a function (it is "
+                                       f"{type(fn).__name__}).",
                                        "Define it with `def run_once(ready, timers, clock, select):`."))
         return report
-    shift = 0.0 if variant == "public" else 100.0
+    detector = BlockingDetector(loop_thread=threading.current_thread(),
+                                namespaces=(getattr(fn, "__globals__", {}),))
+    with detector:
+        try:
+            _judge(fn, report, NUMBERS[variant], detector)
+        except _Stop:
+            pass
+    return report
 
-    # 1. Work ready: poll without waiting.
-    world = World(now=1.0 + shift)
+
+def _judge(fn: Any, report: Report, n: Numbers, detector: BlockingDetector) -> None:
+    # 1. Work ready: poll without waiting; run the ready callbacks in order; keep the timer.
+    world = World(now=n.start)
     ready = deque([world.callback("a"), world.callback("b")])
-    timers = [world.timer(5.0 + shift, "t")]
-    error = _case(fn, world, ready, timers)
-    if error:
-        report.add("runs", False, f"run_once raised {error}", "Run it by hand on a tiny example.")
-        return report
-    ok = world.select_timeouts == [0] and world.log == ["a", "b"]
+    timers = [world.timer(n.start + n.late, "t")]
+    _play(fn, report, world, ready, timers, detector)
+    ok = world.select_calls == [0] and world.log == ["a", "b"] and len(timers) == 1
     report.add("polls when work is ready", ok,
-               "with callbacks ready it called select(0) and ran them" if ok else
-               f"with 2 callbacks ready: select timeouts {world.select_timeouts}, ran {world.log}",
-               "When the ready queue is not empty, do not wait: select(0).")
+               "with callbacks ready it called select(0) and ran them in order" if ok else
+               f"with callbacks a, b ready and a timer {n.late:g} s away: {world.selects()}, ran "
+               f"{_names(world.log)}, {len(timers)} timer(s) left",
+               "With work ready, do not wait: select(0). Then run the ready callbacks oldest "
+               "first (popleft), and leave the timer that is not due in the heap." if
+               world.select_calls == [0] else
+               "When the ready queue is not empty, the loop must not wait: call select(0).")
 
-    # 2. Only timers: sleep exactly until the nearest one; run it; keep the later one.
-    world = World(now=1.0 + shift)
-    timers = [world.timer(5.0 + shift, "late"), world.timer(3.0 + shift, "soon")]
+    # 2. Only timers: wait exactly until the nearest one; run it; keep the later one.
+    world = World(now=n.start)
+    timers = [world.timer(n.start + n.late, "late"), world.timer(n.start + n.soon, "soon")]
     heapq.heapify(timers)
-    ready = deque()
-    _case(fn, world, ready, timers)
-    timeout = world.select_timeouts[0] if world.select_timeouts else "not called"
-    ok = timeout == 2.0 and world.log == ["soon"] and [t[0] for t in timers] == [5.0 + shift]
-    report.add("waits until the nearest timer", ok,
-               "it waited 2 s for the nearest timer, ran it, and kept the later one" if ok else
-               f"nearest timer 2 s away: select({timeout}), ran {world.log}, timers left "
-               f"{[t[0] - shift for t in timers]}",
-               "Wait for timers[0][0] - clock() (the heap's smallest deadline), then move every "
-               "timer whose deadline has passed to the ready queue with heapq.heappop.")
+    _play(fn, report, world, deque(), timers, detector)
+    ok = world.select_calls == [n.soon] and world.log == ["soon"] and \
+        [t[0] for t in timers] == [n.start + n.late]
+    if ok:
+        msg = f"the nearest timer was {n.soon:g} s away: select({n.soon:g}), then it ran that " \
+              "timer and kept the later one"
+        hint = ""
+    else:
+        msg = (f"timers {n.soon:g} s and {n.late:g} s away, nothing ready: {world.selects()}, ran "
+               f"{_names(world.log)}, {len(timers)} timer(s) left in the heap")
+        if world.select_calls[:1] == [0]:
+            hint = ("select(0) returns at once, so the loop spins and burns a CPU core. Wait "
+                    "timers[0][0] - clock() seconds (the heap's nearest deadline, from the clock "
+                    "you are given).")
+        elif world.select_calls[:1] == [n.soon] and world.log == []:
+            hint = ("After select returns, the nearest timer's deadline has come (deadline <= "
+                    "clock()): move it to the ready queue and run it.")
+        elif world.select_calls[:1] == [n.soon]:
+            hint = ("Move only the timers whose deadline has passed (deadline <= clock()); the "
+                    "others stay in the heap for a later iteration.")
+        else:
+            hint = ("With nothing ready, wait until the nearest timer: timers[0][0] - clock() "
+                    "(the heap keeps the nearest deadline at index 0).")
+    report.add("waits until the nearest timer", ok, msg, hint)
 
-    # 3. Overdue timers: never a negative timeout; all due ones in deadline order.
-    world = World(now=10.0 + shift)
-    timers: list = []
-    for deadline in (1.0, 5.0, 2.0, 6.0, 30.0):  # a valid heap whose list order is not sorted
-        heapq.heappush(timers, world.timer(deadline + shift, f"t{deadline:g}"))
-    _case(fn, world, deque(), timers)
-    ok = world.select_timeouts == [0] and world.log == ["t1", "t2", "t5", "t6"]
+    # 3. Overdue timers: never a negative timeout; all due ones, in deadline order.
+    world = World(now=n.late_start)
+    timers = []
+    for deadline, label in zip((*n.overdue, n.not_due), _labels((*n.overdue, n.not_due))):
+        heapq.heappush(timers, world.timer(deadline, label))  # a heap not sorted as a list
+    due_order = [label for _, _, label in sorted(
+        (d, i, lab) for i, (d, lab) in enumerate(zip(n.overdue, _labels(n.overdue))))]
+    _play(fn, report, world, deque(), timers, detector)
+    ok = world.select_calls == [0] and world.log == due_order and \
+        [t[0] for t in timers] == [n.not_due]
     report.add("overdue timers run at once, in deadline order", ok,
-               "four overdue timers: select(0), then all ran, earliest first" if ok else
-               f"four overdue timers (t1, t2, t5, t6): select timeouts {world.select_timeouts}, "
-               f"ran {world.log}",
-               "Clamp the timeout at 0 (max(0, ...)) and pop due timers from the heap, which "
-               "gives them in deadline order.")
+               f"{len(n.overdue)} overdue timers: select(0), then all ran, earliest first" if ok
+               else f"{len(n.overdue)} overdue timers ({', '.join(due_order)}) and a later one: "
+                    f"{world.selects()}, ran {_names(world.log)}",
+               "Clamp the timeout at 0 (max(0, ...)): overdue timers must not make it negative."
+               if any(isinstance(t, (int, float)) and t < 0 for t in world.select_calls) else
+               "Pop due timers with heapq.heappop, which gives them in deadline order (ties in "
+               "the order they were added); the list itself is not sorted.")
 
     # 4. Nothing scheduled: wait for I/O without a timeout; run what I/O made ready.
-    world = World(now=0.0, io_after={0.0: ["socket readable"]})
-    world.io_after = {}
-    captured: list[float | None] = []
-
-    def select_forever(timeout):
-        captured.append(timeout)
-        return [world.callback("socket readable")]
-
-    try:
-        fn(deque(), [], world.clock, select_forever)
-        error = None
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    ok = error is None and captured == [None] and world.log == ["socket readable"]
+    world = World(now=n.start, io_ready=["socket readable"])
+    ready = deque()
+    _play(fn, report, world, ready, [], detector)
+    ok = world.select_calls == [None] and world.log == ["socket readable"] and not ready
     report.add("blocks on I/O when nothing is scheduled", ok,
-               "no work and no timers: it called select(None) and ran the I/O callback" if ok else
-               f"no work and no timers: select timeouts {captured}, ran {world.log}"
-               + (f", raised {error}" if error else ""),
-               "With nothing ready and no timers, only I/O can wake the loop: select(None), then "
-               "run the callbacks it returns.")
+               "no work and no timers: select(None), then it ran the I/O callback" if ok else
+               f"no work and no timers, one socket becomes ready: {world.selects()}, ran "
+               f"{_names(world.log)}",
+               "With nothing ready and no timers, only I/O can wake the loop: select(None). "
+               "Add the callbacks select returns to the ready queue and run them."
+               if world.select_calls != [None] else
+               "select returns the callbacks of the ready sockets: add them to the ready queue "
+               "(ready.extend(...)) before running it.")
 
     # 5. A callback that schedules another: the new one waits for the next iteration.
-    world = World(now=0.0)
+    world = World(now=n.start)
     ready = deque()
     ready.append(world.callback("parent", then=lambda: ready.append(world.callback("child"))))
-    _case(fn, world, ready, [])
+    _play(fn, report, world, ready, [], detector)
     ok = world.log == ["parent"] and len(ready) == 1
     report.add("new callbacks wait for the next iteration", ok,
                "a callback scheduled during the iteration was left for the next one" if ok else
-               f"ran {world.log}: a callback scheduled during this iteration ran in it too",
+               f"ran {_names(world.log)}: a callback scheduled during this iteration ran in it too"
+               if "child" in world.log else
+               f"ran {_names(world.log)}, {len(ready)} callback(s) left in the ready queue",
                "Count the ready callbacks before running them (n = len(ready)) and run only "
-               "those n; otherwise a callback that keeps rescheduling itself starves the I/O.")
-    return report
+               "those n; a callback that keeps rescheduling itself would otherwise starve the I/O.")
+
+    # 6. Everything at once: ready work, a socket, an overdue timer; order and completeness.
+    world = World(now=n.start, io_ready=["socket readable"])
+    ready = deque([world.callback("ready before")])
+    timers = [world.timer(n.start - 1.0, "overdue timer")]
+    _play(fn, report, world, ready, timers, detector)
+    want = ["ready before", "socket readable", "overdue timer"]
+    ok = world.log == want and not ready and not timers
+    report.add("ready work, then I/O, then timers, in one iteration", ok,
+               "it ran " + _names(want) + " in that order" if ok else
+               f"with a ready callback, a ready socket and an overdue timer: ran {_names(world.log)}"
+               f", {len(ready)} callback(s) left in the ready queue",
+               "Follow the four steps in order: timeout, select (append the I/O callbacks), move "
+               "the due timers, and only then run everything in the ready queue, oldest first."
+               if world.log != want[:len(world.log)] or len(world.log) < 3 else
+               "Run every callback that is in the ready queue once I/O and timers were added.")
 
 
 EXERCISES = {"run_once": check_run_once}
