@@ -1,34 +1,61 @@
-"""Checks for notebook 08_pitfalls: a blocking call moved off the loop, a cancellation kept alive."""
+"""Checks for notebook 08_pitfalls: a blocking call moved off the loop, a cancellation kept alive.
+
+``lookup_all`` is judged with real worker threads, by counts and order only:
+each lookup waits at a barrier that opens when every lookup is running at once,
+so overlap is decided by what the threads did, never by a clock. A lookup
+called on the event loop's own thread is recorded by ``@blocking`` and returns
+at once (it must not freeze the check's loop at the barrier).
+
+``guarded_work`` is judged on virtual time, four times: a job that succeeds, a
+job that fails, a caller that cancels, and a timeout around it. Cleanup is
+counted at the moment the learner's call ends, so cleanup left to a background
+task does not count.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 from asynclab.blocking import blocking
-from asynclab.checking import Report, common_findings, observe, require_coroutine_function
+from asynclab.checking import Report, common_findings, observe, plural, require_coroutine_function
+from asynclab.checks._findings import add_new, describe_error, seconds, short_repr
 
 NOTEBOOK = "08_pitfalls"
-BARRIER_WAIT_S = 2.0  # real seconds a correct solution never waits: all calls meet at once
+# Real seconds a lookup waits for the others. A correct solution never waits it out (all
+# lookups meet at once); a sequential one waits it out once, then the barrier is broken
+# and every later lookup returns at once.
+BARRIER_WAIT_S = 1.0
+
+
+def _shown(value: Any) -> str:
+    """A short repr without memory addresses (a coroutine's repr has one)."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", short_repr(value))
+
+
+def _on_event_loop_thread() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class LegacyDirectory:
-    """A blocking, thread-safe lookup: ``lookup(key)`` returns ``"value of <key>"``.
-
-    Each call waits at a barrier for ``parties`` calls to be running at the same
-    time, so overlap is judged by what threads really did, not by any clock. A
-    call that waits in vain (the calls ran one after another) gives up after
-    ``BARRIER_WAIT_S`` real seconds and is noted as not overlapping.
-    """
+    """A blocking, thread-safe lookup: ``lookup(key)`` returns ``"value of <key>"``."""
 
     def __init__(self, parties: int) -> None:
         self.barrier = threading.Barrier(parties)
         self.calls: list[str] = []
-        self.threads: set[int] = set()
         self.overlapped = True
+        self.on_loop = 0
         self._lock = threading.Lock()
 
         def legacy_lookup(key: str) -> str:
+            """Look ``key`` up in the old directory; blocks its thread until the answer comes."""
             return self._lookup(key)
 
         self.lookup = blocking(legacy_lookup)
@@ -36,7 +63,10 @@ class LegacyDirectory:
     def _lookup(self, key: str) -> str:
         with self._lock:
             self.calls.append(key)
-            self.threads.add(threading.get_ident())
+        if _on_event_loop_thread():  # recorded by @blocking; never wait on the loop's thread
+            self.on_loop += 1
+            self.overlapped = False
+            return f"value of {key}"
         try:
             self.barrier.wait(timeout=BARRIER_WAIT_S)
         except threading.BrokenBarrierError:
@@ -48,7 +78,7 @@ def check_lookup_all(fn, *, variant: str = "public") -> Report:
     """Judge ``lookup_all(keys, legacy_lookup)``.
 
     Properties: the values in key order; the blocking function never called
-    on the event loop's thread; the calls run at the same time (in threads);
+    on the event loop's thread; the lookups run at the same time (in threads);
     each key looked up once.
     """
     report = Report("lookup_all")
@@ -59,125 +89,242 @@ def check_lookup_all(fn, *, variant: str = "public") -> Report:
     keys = ["ada", "alan", "grace", "linus"] if variant == "public" else ["k1", "k2", "k3"]
     directory = LegacyDirectory(len(keys))
     obs = observe(lambda: fn(list(keys), directory.lookup), name="lookup_all",
-                  namespaces=(getattr(fn, "__globals__", {}),), wall_limit_s=BARRIER_WAIT_S * 3)
-    report.timeline = obs.timeline
+                  namespaces=(getattr(fn, "__globals__", {}),), wall_limit_s=BARRIER_WAIT_S * 4)
+    # No timeline in this report: the lookups wait in threads, in real time, while the virtual
+    # clock stands still, so every row would be zero seconds wide.
     report.findings.extend(common_findings("lookup_all", obs))
-    if obs.hang is not None or obs.error is not None:
-        return report
+    if obs.hang is not None or obs.error is not None or any(not f.passed and "await" in f.prop
+                                                            for f in report.findings):
+        return report  # nothing ran, or the result is un-awaited coroutines: nothing to judge
     expected = [f"value of {k}" for k in keys]
     got = list(obs.result) if isinstance(obs.result, (list, tuple)) else obs.result
     report.add("values in key order", got == expected,
                f"returned the {len(keys)} values in key order" if got == expected else
-               f"returned {got!r}, expected {expected}",
-               "Return a list with one value per key, in the order of the keys.")
+               f"returned {_shown(got)}, expected {expected}",
+               "Return a list with one value per key, in the order of the keys "
+               "(asyncio.gather keeps that order).")
+    once = sorted(directory.calls) == sorted(keys)
     twice = sorted({k for k in directory.calls if directory.calls.count(k) > 1})
-    report.add("each key looked up once", not twice and len(directory.calls) == len(keys),
-               "each key was looked up exactly once" if not twice and len(directory.calls) == len(keys)
-               else f"{len(directory.calls)} lookups for {len(keys)} keys",
+    report.add("each key looked up once", once,
+               "each key was looked up exactly once" if once else
+               f"{plural(len(directory.calls), 'lookup')} for {plural(len(keys), 'key')}"
+               + (f" ({twice[0]!r} more than once)" if twice else ""),
                "Call legacy_lookup once per key.")
-    if not obs.blocking_calls:
+    if directory.on_loop == 0 and once:
         report.add("lookups run at the same time", directory.overlapped,
                    f"all {len(keys)} lookups ran at the same time, in worker threads"
                    if directory.overlapped else
-                   "the lookups ran in threads, but one after another",
-                   "Start every `asyncio.to_thread(legacy_lookup, key)` first, then await them "
-                   "together with asyncio.gather.")
+                   "the lookups ran in worker threads, but not all at the same time "
+                   "(one after another?)",
+                   "Create every `asyncio.to_thread(legacy_lookup, key)` first, then await them "
+                   "together with asyncio.gather; awaiting each one in a loop runs them one "
+                   "after another.")
     return report
 
 
-class Job:
-    """A job that takes ``duration_s`` and a cleanup that must run, recording both."""
+class JobFailed(Exception):
+    """The error the failing job raises; it must reach the caller unchanged."""
 
-    def __init__(self, duration_s: float) -> None:
+
+class Job:
+    """A job that takes ``duration_s`` (and fails if told to) and a cleanup that must run."""
+
+    def __init__(self, duration_s: float, cleanup_s: float, fail: bool = False) -> None:
         self.duration_s = duration_s
+        self.cleanup_s = cleanup_s
+        self.fail = fail
         self.cleanups = 0
-        self.finished = False
 
     async def run(self) -> str:
         await asyncio.sleep(self.duration_s)
-        self.finished = True
-        return "job done"
+        if self.fail:
+            raise JobFailed("the disk is full")
+        return f"job done in {self.duration_s:g} s"
 
     async def cleanup(self) -> None:
-        await asyncio.sleep(0.1)  # closing a connection takes a moment
+        await asyncio.sleep(self.cleanup_s)  # closing a connection takes a moment
         self.cleanups += 1
+
+
+@dataclass
+class Ended:
+    """How the learner's call ended, and how many cleanups had finished by then."""
+
+    how: str = "running"  # "returned", "raised", "cancelled", "timed out", "no timeout"
+    value: Any = None
+    error: BaseException | None = None
+    at: float = 0.0
+    cleanups: int = 0
+
+
+@dataclass(frozen=True)
+class GuardScenario:
+    job_s: float
+    cleanup_s: float
+    cancel_at_s: float
+
+
+def guard_scenario(variant: str) -> GuardScenario:
+    if variant == "public":
+        return GuardScenario(job_s=3.0, cleanup_s=0.1, cancel_at_s=1.0)
+    return GuardScenario(job_s=4.5, cleanup_s=0.25, cancel_at_s=2.5)
+
+
+def _cleanups(n: int) -> str:
+    return "never ran cleanup" if n == 0 else f"ran cleanup {'once' if n == 1 else f'{n} times'}"
+
+
+CANCEL_HINT = ("Put `await cleanup()` in a `finally:` block; it runs on success, on error and on "
+               "cancellation. If you catch asyncio.CancelledError, end the handler with `raise`.")
 
 
 def check_guarded_work(fn, *, variant: str = "public") -> Report:
     """Judge ``guarded_work(job, cleanup)``.
 
-    Properties: returns the job's result, with cleanup run once; when the
-    caller cancels, cleanup still runs once and the cancellation propagates
-    (the task ends cancelled); a timeout around it fires on time.
+    Properties: returns the job's result after cleanup ran once; after the
+    job's error, cleanup ran once and the same error reaches the caller; when
+    the caller cancels, cleanup runs once before the task ends and the task
+    ends cancelled; a timeout around it fires.
     """
     report = Report("guarded_work")
     bad = require_coroutine_function("guarded_work", fn)
     if bad:
         report.findings.append(bad)
         return report
-    cancel_at = 1.0 if variant == "public" else 2.5
+    sc = guard_scenario(variant)
     namespaces = (getattr(fn, "__globals__", {}),)
 
-    ok_job = Job(3.0)
-    ok = observe(lambda: fn(ok_job.run, ok_job.cleanup), name="guarded_work", namespaces=namespaces)
+    # 1. The job succeeds.
+    ok_job = Job(sc.job_s, sc.cleanup_s)
+    ok_end = Ended()
+
+    async def succeed() -> Any:
+        ok_end.value = await fn(ok_job.run, ok_job.cleanup)
+        ok_end.how, ok_end.cleanups = "returned", ok_job.cleanups
+        return ok_end.value
+
+    ok = observe(succeed, name="guarded_work", namespaces=namespaces, max_virtual_s=600)
     report.timeline = ok.timeline
     report.findings.extend(common_findings("guarded_work", ok))
     if ok.hang is not None or ok.error is not None:
         return report
-    right = ok.result == "job done" and ok_job.cleanups == 1
-    report.add("result and cleanup", right,
-               "returned the job's result and ran cleanup once" if right else
-               f"returned {ok.result!r} and ran cleanup {ok_job.cleanups} time(s)",
-               "Return what `await job()` returned, and await cleanup() in a `finally:` block.")
+    expected = f"job done in {sc.job_s:g} s"
+    right = ok_end.value == expected and ok_end.cleanups == 1
+    if right:
+        msg = "returned the job's result, after running cleanup once"
+    elif ok_end.value == expected:
+        msg = f"returned the job's result, but {_cleanups(ok_end.cleanups)} before returning"
+    else:
+        msg = (f"returned {_shown(ok_end.value)} instead of the job's result {expected!r}, and "
+               f"{_cleanups(ok_end.cleanups)} before returning")
+    report.add("result and cleanup", right, msg,
+               "Return what `await job()` returned, and `await cleanup()` (in a `finally:` block) "
+               "before the function ends.")
 
-    cancelled_job = Job(60.0)
-    outcome: dict[str, object] = {}
+    # 2. The job fails.
+    bad_job = Job(sc.job_s, sc.cleanup_s, fail=True)
+    bad_end = Ended()
 
-    async def cancel_it():
-        task = asyncio.create_task(fn(cancelled_job.run, cancelled_job.cleanup))
-        await asyncio.sleep(cancel_at)
+    async def fail() -> None:
+        try:
+            bad_end.value = await fn(bad_job.run, bad_job.cleanup)
+            bad_end.how = "returned"
+        except Exception as exc:  # noqa: BLE001 - the learner's error is what we judge
+            bad_end.how, bad_end.error = "raised", exc
+        bad_end.cleanups = bad_job.cleanups
+
+    failed = observe(fail, name="job fails", namespaces=namespaces, max_virtual_s=600)
+    if failed.hang is not None:
+        report.add("cleanup after an error, error passed on", False,
+                   f"when the job failed, it did not finish: {failed.hang}",
+                   "Do not retry or loop on errors here: let the job's error go to the caller, "
+                   "after cleanup (try/finally).")
+    else:
+        add_new(report, common_findings("guarded_work", failed))
+        passed_on = bad_end.how == "raised" and isinstance(bad_end.error, JobFailed)
+        if bad_end.how == "returned":
+            what = f"returned {_shown(bad_end.value)}: the job's error was swallowed"
+        elif not passed_on:
+            what = f"raised {describe_error(bad_end.error)} instead of the job's JobFailed"
+        else:
+            what = "the job's error reached the caller"
+        right = passed_on and bad_end.cleanups == 1
+        report.add("cleanup after an error, error passed on", right,
+                   f"when the job failed, it {_cleanups(bad_end.cleanups)}; {what}",
+                   "Use try/finally, not try/except: `finally:` runs cleanup and lets the error "
+                   "go on to the caller. Do not return a value instead of the error.")
+
+    # 3. The caller cancels.
+    cancelled_job = Job(60.0, sc.cleanup_s)
+    cancel_end = Ended()
+
+    async def cancel_it() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(fn(cancelled_job.run, cancelled_job.cleanup),
+                                   name="guarded_work")
+        await asyncio.sleep(sc.cancel_at_s)
         task.cancel()
         try:
-            outcome["value"] = await task
+            cancel_end.value = await task
+            cancel_end.how = "returned"
         except asyncio.CancelledError:
-            pass
-        outcome["cancelled"] = task.cancelled()
-        outcome["at"] = asyncio.get_running_loop().time()
+            if asyncio.current_task().cancelling():  # the check itself is being stopped
+                raise
+            cancel_end.how = "cancelled"
+        except Exception as exc:  # noqa: BLE001
+            cancel_end.how, cancel_end.error = "raised", exc
+        cancel_end.at, cancel_end.cleanups = loop.time(), cancelled_job.cleanups
 
     obs = observe(cancel_it, name="caller cancels", namespaces=namespaces, max_virtual_s=600)
-    if obs.hang is not None:
-        report.add("cancellation propagates", False, f"after being cancelled, it did not finish: "
-                   f"{obs.hang}", "Re-raise CancelledError after cleaning up: `raise`.")
+    if obs.hang is None:
+        add_new(report, common_findings("guarded_work", obs))
+    else:
+        report.add("cancellation propagates", False,
+                   f"cancelled at {seconds(sc.cancel_at_s)}, it did not stop: {obs.hang}",
+                   "It swallowed the CancelledError and went on; after cleaning up, `raise` it.")
         return report
-    report.add("cleanup runs on cancellation", cancelled_job.cleanups == 1,
-               f"cancelled at {cancel_at:g} s, it ran cleanup once" if cancelled_job.cleanups == 1 else
-               f"cancelled, it ran cleanup {cancelled_job.cleanups} time(s)",
-               "Put `await cleanup()` in a `finally:` block: `except Exception` does not catch "
-               "CancelledError.")
-    propagated = outcome.get("cancelled") is True
-    report.add("cancellation propagates", propagated,
-               "the task ended cancelled, as its caller asked" if propagated else
-               f"the caller cancelled it, but it ended normally (returned {outcome.get('value')!r}): "
-               "the CancelledError was swallowed",
-               "Never end a coroutine normally after CancelledError: clean up, then `raise`.")
+    report.add("cleanup runs on cancellation", cancel_end.cleanups == 1,
+               f"cancelled at {seconds(sc.cancel_at_s)}, it {_cleanups(cancel_end.cleanups)} "
+               "before ending", CANCEL_HINT)
+    if cancel_end.how == "cancelled":
+        msg = "the task ended cancelled, as its caller asked"
+    elif cancel_end.how == "returned":
+        msg = (f"the caller cancelled it, but it returned {_shown(cancel_end.value)}: "
+               "the CancelledError was swallowed")
+    else:
+        msg = (f"the caller cancelled it, but it raised {describe_error(cancel_end.error)} "
+               "instead of letting the CancelledError through")
+    report.add("cancellation propagates", cancel_end.how == "cancelled", msg,
+               "Never end normally after a CancelledError: clean up, then `raise` it "
+               "(a bare `except:` or `except BaseException:` swallows it too).")
 
-    timed_job = Job(60.0)
-    timing: dict[str, object] = {}
+    # 4. A timeout around it.
+    timed_job = Job(60.0, sc.cleanup_s)
+    timed_end = Ended()
 
-    async def with_timeout():
+    async def with_timeout() -> None:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(cancel_at):
+            async with asyncio.timeout(sc.cancel_at_s):
                 await fn(timed_job.run, timed_job.cleanup)
+            timed_end.how = "no timeout"
         except TimeoutError:
-            timing["timed_out"] = True
-        timing["at"] = loop.time()
+            timed_end.how = "timed out"
+        timed_end.at = loop.time()
 
     obs = observe(with_timeout, name="under a timeout", namespaces=namespaces, max_virtual_s=600)
-    fired = obs.hang is None and timing.get("timed_out") is True
-    report.add("a timeout around it works", fired,
-               f"a {cancel_at:g}-second timeout around it fired, after the cleanup" if fired else
-               "a timeout around it did not fire: the cancellation it sends was swallowed",
+    if obs.hang is None:
+        add_new(report, common_findings("guarded_work", obs))
+    fired = obs.hang is None and timed_end.how == "timed out"
+    if fired:
+        msg = f"a {seconds(sc.cancel_at_s)} timeout around it fired"
+    elif obs.hang is not None:
+        msg = f"a {seconds(sc.cancel_at_s)} timeout around it did not stop it: {obs.hang}"
+    else:
+        msg = (f"a {seconds(sc.cancel_at_s)} timeout around it did not fire: the block ended "
+               f"normally at {seconds(timed_end.at)}, because the cancellation it sends was "
+               "swallowed")
+    report.add("a timeout around it works", fired, msg,
                "asyncio.timeout works by cancelling the task; a swallowed CancelledError "
                "breaks every timeout and TaskGroup above your code.")
     return report

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from asynclab.checks import check
@@ -14,6 +16,15 @@ async def lookup_all(keys, legacy_lookup):
     return list(await asyncio.gather(*(asyncio.to_thread(legacy_lookup, k) for k in keys)))
 '''
 
+LOOKUP_EXECUTOR = '''
+import asyncio
+
+async def lookup_all(keys, legacy_lookup):
+    loop = asyncio.get_running_loop()
+    futures = [loop.run_in_executor(None, legacy_lookup, k) for k in keys]
+    return [await f for f in futures]
+'''
+
 GUARDED = '''
 async def guarded_work(job, cleanup):
     try:
@@ -22,17 +33,46 @@ async def guarded_work(job, cleanup):
         await cleanup()
 '''
 
+GUARDED_EXCEPT_RAISE = '''
+import asyncio
+
+async def guarded_work(job, cleanup):
+    try:
+        result = await job()
+    except BaseException:
+        await cleanup()
+        raise
+    await cleanup()
+    return result
+'''
+
+# name: (code, the property that must fail, a fragment of its message)
 WRONG_LOOKUP = {
     "blocking call on the loop": ('''
 async def lookup_all(keys, legacy_lookup):
     return [legacy_lookup(k) for k in keys]
-''', "never blocks the event loop", "legacy_lookup() in"),
+''', "never blocks the event loop", "legacy_lookup() in <listcomp>(), line 3"),
+    "wrapped in a coroutine, still blocking": ('''
+import asyncio
+
+async def lookup_all(keys, legacy_lookup):
+    async def one(key):
+        return legacy_lookup(key)
+    return await asyncio.gather(*(one(k) for k in keys))
+''', "never blocks the event loop", "legacy_lookup() in one()"),
     "threads one after another": ('''
 import asyncio
 
 async def lookup_all(keys, legacy_lookup):
     return [await asyncio.to_thread(legacy_lookup, k) for k in keys]
-''', "lookups run at the same time", "one after another"),
+''', "lookups run at the same time", "not all at the same time"),
+    "a dict instead of a list": ('''
+import asyncio
+
+async def lookup_all(keys, legacy_lookup):
+    values = await asyncio.gather(*(asyncio.to_thread(legacy_lookup, k) for k in keys))
+    return dict(zip(keys, values))
+''', "values in key order", "returned {'ada': 'value of ada'"),
     "forgotten await": ('''
 import asyncio
 
@@ -55,7 +95,7 @@ async def guarded_work(job, cleanup):
     except asyncio.CancelledError:
         await cleanup()
         return None
-''', "cancellation propagates", "the CancelledError was swallowed"),
+''', "cancellation propagates", "returned None: the CancelledError was swallowed"),
     "bare except": ('''
 async def guarded_work(job, cleanup):
     try:
@@ -65,6 +105,17 @@ async def guarded_work(job, cleanup):
     await cleanup()
     return result
 ''', "a timeout around it works", "did not fire"),
+    "retry on any error": ('''
+async def guarded_work(job, cleanup):
+    while True:
+        try:
+            result = await job()
+            break
+        except BaseException:
+            continue
+    await cleanup()
+    return result
+''', "cancellation propagates", "the CancelledError was swallowed"),
     "cleanup only on errors": ('''
 async def guarded_work(job, cleanup):
     try:
@@ -74,7 +125,44 @@ async def guarded_work(job, cleanup):
         raise
     await cleanup()
     return result
-''', "cleanup runs on cancellation", "ran cleanup 0 time(s)"),
+''', "cleanup runs on cancellation", "never ran cleanup"),
+    "no cleanup after an error": ('''
+import asyncio
+
+async def guarded_work(job, cleanup):
+    try:
+        result = await job()
+    except asyncio.CancelledError:
+        await cleanup()
+        raise
+    await cleanup()
+    return result
+''', "cleanup after an error, error passed on", "never ran cleanup"),
+    "error swallowed": ('''
+async def guarded_work(job, cleanup):
+    try:
+        return await job()
+    except Exception:
+        return None
+    finally:
+        await cleanup()
+''', "cleanup after an error, error passed on", "the job's error was swallowed"),
+    "cleanup left to a background task": ('''
+import asyncio
+
+async def guarded_work(job, cleanup):
+    try:
+        return await job()
+    finally:
+        asyncio.create_task(cleanup())
+''', "result and cleanup", "returned the job's result, but never ran cleanup before returning"),
+    "forgotten await on cleanup": ('''
+async def guarded_work(job, cleanup):
+    try:
+        return await job()
+    finally:
+        cleanup()
+''', "every coroutine awaited", "never awaited"),
     "time.sleep in cleanup path": ('''
 import time
 
@@ -93,21 +181,51 @@ async def guarded_work(job, cleanup):
 
 
 @pytest.mark.parametrize("variant", ["public", "hidden"])
-def test_references_pass(variant):
-    for code, name in ((LOOKUP, "lookup_all"), (GUARDED, "guarded_work")):
-        report = check(define(code, name), variant=variant)
-        assert report.passed, report.text()
+@pytest.mark.parametrize("code", [LOOKUP, LOOKUP_EXECUTOR], ids=["to_thread", "run_in_executor"])
+def test_lookup_references_pass(code, variant):
+    report = check(define(code, "lookup_all"), variant=variant)
+    assert report.passed, report.text()
+
+
+@pytest.mark.parametrize("variant", ["public", "hidden"])
+@pytest.mark.parametrize("code", [GUARDED, GUARDED_EXCEPT_RAISE], ids=["finally", "except-raise"])
+def test_guarded_references_pass(code, variant):
+    report = check(define(code, "guarded_work"), variant=variant)
+    assert report.passed, report.text()
+
+
+def test_a_correct_lookup_all_is_judged_quickly():
+    started = time.perf_counter()
+    check(define(LOOKUP, "lookup_all"))
+    assert time.perf_counter() - started < 1.0
 
 
 @pytest.mark.parametrize("name", sorted(WRONG_LOOKUP))
 def test_wrong_lookup_is_rejected(name):
     code, prop, fragment = WRONG_LOOKUP[name]
-    failed = failed_props(check(define(code, "lookup_all")))
-    assert prop in failed and fragment in failed[prop], failed
+    report = check(define(code, "lookup_all"))
+    failed = failed_props(report)
+    assert prop in failed, report.text()
+    assert fragment in failed[prop], report.text()
+
+
+def test_a_blocking_lookup_does_not_wait_at_the_barrier():
+    """A lookup made on the loop's thread returns at once instead of freezing the check."""
+    started = time.perf_counter()
+    check(define(WRONG_LOOKUP["blocking call on the loop"][0], "lookup_all"))
+    assert time.perf_counter() - started < 1.0
 
 
 @pytest.mark.parametrize("name", sorted(WRONG_GUARDED))
 def test_wrong_guarded_work_is_rejected(name):
     code, prop, fragment = WRONG_GUARDED[name]
-    failed = failed_props(check(define(code, "guarded_work")))
-    assert prop in failed and fragment in failed[prop], failed
+    report = check(define(code, "guarded_work"))
+    failed = failed_props(report)
+    assert prop in failed, report.text()
+    assert fragment in failed[prop], report.text()
+
+
+@pytest.mark.parametrize("name", ["swallowed cancellation", "bare except", "error swallowed"])
+def test_hidden_variant_rejects_too(name):
+    code, prop, _ = WRONG_GUARDED[name]
+    assert prop in failed_props(check(define(code, "guarded_work"), variant="hidden"))
