@@ -1,16 +1,31 @@
-"""Checks for notebook 09_producer_consumer: a bounded queue, several consumers, a clean stop."""
+"""Checks for notebook 09_producer_consumer: a bounded queue, several consumers, a clean stop.
+
+The learner's queue is never inspected: backpressure is judged by behaviour,
+how far the producer ran ahead of the consumers (items made but not yet taken
+to be processed), so an unbounded queue is caught whatever class it is. A run
+that hangs (one sentinel for three consumers, a consumer with no way to stop,
+a ``join()`` waiting for sentinels never marked done) is reported with the
+tasks that were still waiting when time stopped.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from asynclab.checking import Report, common_findings, observe, plural, require_coroutine_function
+from asynclab.checking import (Observation, Report, common_findings, observe, plural,
+                               require_coroutine_function)
+from asynclab.timeline import _ACTIVE
 
 NOTEBOOK = "09_producer_consumer"
 TOLERANCE_S = 1e-3
+DEADLOCK_HINT = ("Every consumer needs its own way to stop: put one sentinel per consumer after "
+                 "the last item, or call queue.join() and then cancel the consumers. If you both "
+                 "send sentinels and call join(), call task_done() once for every get(), "
+                 "sentinels included.")
 
 
 @dataclass
@@ -21,6 +36,7 @@ class Line:
     process_s: float
     produced: list[str] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
+    not_items: list[str] = field(default_factory=list)  # what process() got that was no item
     started: int = 0
     max_backlog: int = 0  # produced but not yet taken by a consumer
 
@@ -32,9 +48,38 @@ class Line:
         return item
 
     async def process(self, item: str) -> None:
+        if not isinstance(item, str):
+            self.not_items.append(_kind(item))
+            if inspect.iscoroutine(item):
+                item.close()  # reported by the check; no "never awaited" warning later
+            await asyncio.sleep(self.process_s)
+            return
         self.started += 1
         await asyncio.sleep(self.process_s)
         self.processed.append(item)
+
+
+def _task_name(task: asyncio.Task) -> str:
+    """The name of a task's row in the active timeline (its coroutine's), else the task's name.
+
+    Under ``trace()`` a task's coroutine is the timeline's wrapper, so its own
+    ``__qualname__`` would say ``_traced``; the active timeline's record knows
+    the learner's name. (``_ACTIVE`` is private to asynclab.timeline: a public
+    ``active_timeline()`` there would be the better way.)
+    """
+    timeline = _ACTIVE.get()
+    if timeline is not None:
+        for record in timeline.records:
+            if record.task is task:
+                record.resolve_name()
+                return record.name
+    return task.get_name()
+
+
+def _kind(value: object) -> str:
+    if inspect.iscoroutine(value):
+        return f"a coroutine object {value.__qualname__}()"
+    return "None" if value is None else f"a {type(value).__name__} object"
 
 
 @dataclass(frozen=True)
@@ -50,11 +95,44 @@ class Scenario:
         return (self.num_consumers + 1) * self.produce_s + \
             math.ceil(self.count / self.num_consumers) * self.process_s
 
+    def one_by_one_s(self) -> float:
+        return self.count * (self.produce_s + self.process_s)
+
+    def time_limit_s(self) -> float:
+        """Virtual seconds after which the run counts as stuck: twice the one-at-a-time time."""
+        return float(math.ceil(2 * self.one_by_one_s()))
+
 
 def scenario(variant: str) -> Scenario:
     if variant == "public":
         return Scenario(count=20, num_consumers=3, maxsize=4, produce_s=0.1, process_s=1.0)
     return Scenario(count=31, num_consumers=4, maxsize=2, produce_s=0.05, process_s=0.7)
+
+
+def still_waiting(obs: Observation, limit_s: float) -> str:
+    """``"consumer (2 tasks), process_items"``: the rows that had not ended when time stopped."""
+    if obs.timeline is None:
+        return ""
+    names = obs.timeline.names()
+    # Rows created at the limit belong to the clean-up after the run, not to the learner's code.
+    stuck = Counter(name for name, rec in zip(names, obs.timeline.records)
+                    if rec.created < limit_s - TOLERANCE_S
+                    and (rec.ended is None or rec.ended >= limit_s - TOLERANCE_S))
+    return ", ".join(name if n == 1 else f"{name} ({n} tasks)" for name, n in stuck.items())
+
+
+def _not_items_finding(report: Report, line: Line) -> None:
+    if line.not_items:
+        report.add("every coroutine awaited", False,
+                   f"process() was given {line.not_items[0]} instead of an item "
+                   f"({plural(len(line.not_items), 'time')}): a forgotten `await`",
+                   "`queue.get()` is a coroutine: write `item = await queue.get()` (and "
+                   "`await queue.put(item)`).")
+
+
+def _duplicates(line: Line) -> list[str]:
+    seen = Counter(line.processed)
+    return [item for item, n in seen.items() if n > 1]
 
 
 def check_process_items(fn, *, variant: str = "public") -> Report:
@@ -72,33 +150,60 @@ def check_process_items(fn, *, variant: str = "public") -> Report:
         return report
     sc = scenario(variant)
     line = Line(sc.produce_s, sc.process_s)
-    still_running: list[str] = []
+    left_running: list[str] = []
 
     async def call():
         result = await fn(line.produce, sc.count, line.process, num_consumers=sc.num_consumers,
                           maxsize=sc.maxsize)
         me = asyncio.current_task()
-        still_running.extend(sorted(t.get_coro().__qualname__.rpartition(".")[2]
-                                    for t in asyncio.all_tasks()
-                                    if t is not me and not t.done()))
+        left_running.extend(sorted(_task_name(t) for t in asyncio.all_tasks()
+                                   if t is not me and not t.done()))
         return result
 
-    obs = observe(call, name="process_items", namespaces=(getattr(fn, "__globals__", {}),))
+    limit_s = sc.time_limit_s()
+    obs = observe(call, name="process_items", namespaces=(getattr(fn, "__globals__", {}),),
+                  max_virtual_s=limit_s)
     report.timeline = obs.timeline
-    report.findings.extend(common_findings("process_items", obs))
-    if obs.hang is not None or obs.error is not None:
+    common = common_findings("process_items", obs)
+
+    if obs.hang is not None:
+        finding = common[0]
+        waiting = still_waiting(obs, limit_s) if obs.hang.reason != "wall-limit" else ""
+        if waiting:
+            finding.message += f"; still waiting when time stopped: {waiting}"
+        if obs.hang.reason == "deadlock":
+            finding.hint = DEADLOCK_HINT
+        report.findings.append(finding)
+        _not_items_finding(report, line)
+        twice = _duplicates(line)
+        if twice:
+            report.add("every item processed once", False,
+                       f"{twice[0]} was processed {Counter(line.processed)[twice[0]]} times",
+                       "Start one producer; each item must go through the queue once.")
         return report
+
+    report.findings.extend(common)
+    if obs.error is not None:
+        return report
+    _not_items_finding(report, line)
 
     expected = [f"item-{i}" for i in range(sc.count)]
     seen = Counter(line.processed)
     lost = [i for i in expected if seen[i] == 0]
     twice = [i for i in expected if seen[i] > 1]
-    report.add("every item processed once", not lost and not twice,
-               f"all {sc.count} items were processed exactly once" if not lost and not twice else
-               f"{len(lost)} item(s) never processed (first: {lost[0] if lost else '-'}), "
-               f"{len(twice)} processed more than once (first: {twice[0] if twice else '-'})",
-               "Each item must go through the queue once and be taken by exactly one consumer; "
-               "make sure the producer puts every item before the stop signals.")
+    if not lost and not twice:
+        msg = f"all {sc.count} items were processed exactly once"
+    else:
+        parts = []
+        if lost:
+            parts.append(f"{len(lost)} item(s) never processed (first: {lost[0]})")
+        if twice:
+            parts.append(f"{len(twice)} processed more than once ({twice[0]}: "
+                         f"{seen[twice[0]]} times)")
+        msg = "; ".join(parts)
+    report.add("every item processed once", not lost and not twice, msg,
+               "Each item must go through the queue once and be taken by exactly one consumer: "
+               "one producer, every put() awaited, and every item put before the stop signals.")
 
     result = obs.result
     counts_ok = (isinstance(result, (list, tuple)) and len(result) == sc.num_consumers
@@ -111,31 +216,31 @@ def check_process_items(fn, *, variant: str = "public") -> Report:
                "Have each consumer return how many items it processed, and return those numbers "
                "in consumer order (task.result() after the TaskGroup, or gather).")
 
-    limit = sc.maxsize + 1
-    bounded = line.max_backlog <= limit
+    ahead_limit = sc.maxsize + 1
+    bounded = line.max_backlog <= ahead_limit
     report.add("queue is bounded (backpressure)", bounded,
                f"the producer stayed at most {plural(line.max_backlog, 'item')} ahead of the "
                f"consumers (maxsize {sc.maxsize})" if bounded else
                f"the producer ran {line.max_backlog} items ahead of the consumers; with "
-               f"maxsize={sc.maxsize} it can be at most {limit} ahead",
+               f"maxsize={sc.maxsize} it can be at most {ahead_limit} ahead (the {sc.maxsize} in "
+               "the queue and the one it is putting)",
                "Create the queue with asyncio.Queue(maxsize=maxsize), so that put() waits while "
-               "the queue is full.")
+               "the queue is full, and make each item just before putting it.")
 
     fast = obs.elapsed <= sc.upper_bound_s() + TOLERANCE_S
-    one_by_one = sc.count * (sc.produce_s + sc.process_s)
     report.add("consumers work at the same time", fast,
                f"finished in {obs.elapsed:.1f} virtual s with {sc.num_consumers} consumers"
                if fast else
                f"took {obs.elapsed:.1f} virtual s; {sc.num_consumers} consumers working at the same "
                f"time finish within {sc.upper_bound_s():.1f} s (one item at a time: "
-               f"{one_by_one:.1f} s)",
+               f"{sc.one_by_one_s():.1f} s)",
                "Start the producer and every consumer as tasks (a TaskGroup) so that they run "
                "together, and let each consumer loop until it is told to stop.")
 
-    report.add("consumers stopped", not still_running,
-               "no consumer or producer task was left running" if not still_running else
-               f"{plural(len(still_running), 'task')} still running when process_items returned "
-               f"({', '.join(still_running[:3])}): they never stopped",
+    report.add("consumers stopped", not left_running,
+               "no consumer or producer task was left running" if not left_running else
+               f"{plural(len(left_running), 'task')} still running when process_items returned "
+               f"({', '.join(left_running[:3])}): they never stopped",
                "Send one sentinel per consumer (or join() the queue, then cancel the consumers and "
                "wait for them) before returning.")
     return report

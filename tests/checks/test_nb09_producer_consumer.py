@@ -69,14 +69,15 @@ WRONG = {
                         "queue is bounded (backpressure)", "items ahead of the consumers"),
     "one sentinel for three consumers": (variant_of(
         "        for _ in range(num_consumers):\n            await queue.put(None)",
-        "        await queue.put(None)"), "finishes", "deadlock"),
+        "        await queue.put(None)"), "finishes",
+        "(a deadlock); still waiting when time stopped: process_items, consumer (2 tasks)"),
     "consumer that never stops": (variant_of(
         "        while (item := await queue.get()) is not None:",
         "        while True:\n            item = await queue.get()\n            if item is None:\n"
         "                continue"), "finishes", "deadlock"),
     "consumers never cancelled after join": (JOIN_AND_CANCEL.replace(
         "    for w in workers:\n        w.cancel()\n    await asyncio.gather(*workers, "
-        "return_exceptions=True)\n", ""), "consumers stopped", "they never stopped"),
+        "return_exceptions=True)\n", ""), "consumers stopped", "(consumer, consumer, consumer): they never stopped"),
     "one consumer only": (variant_of("for _ in range(num_consumers)]",
                                      "for _ in range(1)]").replace(
         "        for _ in range(num_consumers):\n            await queue.put(None)",
@@ -91,6 +92,32 @@ WRONG = {
     "forgotten await on put": (variant_of("await queue.put(await produce(i))",
                                           "queue.put(await produce(i))"),
                                "every item processed once", "never processed"),
+    "forgotten await on get": (variant_of("while (item := await queue.get()) is not None:",
+                                          "while (item := queue.get()) is not None:"),
+                               "every coroutine awaited", "a coroutine object Queue.get()"),
+    "the tutorial's consumer, with join()": (variant_of(
+        "        while (item := await queue.get()) is not None:\n            await process(item)\n"
+        "            done += 1\n",
+        "        while True:\n            item = await queue.get()\n            if item is None:\n"
+        "                break\n            await process(item)\n            done += 1\n"
+        "            queue.task_done()\n").replace(
+        "            await queue.put(None)\n", "            await queue.put(None)\n"
+        "        await queue.join()\n"),
+        "finishes", "(a deadlock); still waiting when time stopped: process_items, producer"),
+    "consumers awaited one after another": (variant_of(
+        "    async with asyncio.TaskGroup() as tg:\n        tg.create_task(producer())\n"
+        "        workers = [tg.create_task(consumer()) for _ in range(num_consumers)]\n"
+        "    return [w.result() for w in workers]",
+        "    feeding = asyncio.create_task(producer())\n"
+        "    counts = [await consumer() for _ in range(num_consumers)]\n"
+        "    await feeding\n    return counts"),
+        "consumers work at the same time", "one item at a time"),
+    "one producer per consumer": (JOIN_AND_CANCEL.replace(
+        "    for i in range(count):\n        await queue.put(await produce(i))\n",
+        "    async def producer():\n        for i in range(count):\n"
+        "            await queue.put(await produce(i))\n"
+        "    await asyncio.gather(*(producer() for _ in range(num_consumers)))\n"),
+        "every item processed once", "processed more than once (item-0: 3 times)"),
     "stub": ('''
 async def process_items(produce, count, process, num_consumers=3, maxsize=5):
     raise NotImplementedError("write your solution here")
@@ -112,6 +139,19 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
     failed = failed_props(report)
     assert prop in failed, report.text()
     assert fragment in failed[prop], report.text()
+
+
+def test_a_deadlock_gets_the_queue_hint():
+    report = check(define(WRONG["one sentinel for three consumers"][0], "process_items"))
+    hint = next(f.hint for f in report.findings if f.prop == "finishes")
+    assert "one sentinel per consumer" in hint and "task_done()" in hint
+
+
+def test_join_waiting_for_sentinels_names_exactly_the_stuck_tasks():
+    """The consumers stopped; only the producer (in join()) and the caller still wait."""
+    report = check(define(WRONG["the tutorial's consumer, with join()"][0], "process_items"))
+    message = failed_props(report)["finishes"]
+    assert message.endswith("still waiting when time stopped: process_items, producer"), message
 
 
 def test_hidden_variant_rejects_an_unbounded_queue_too():
