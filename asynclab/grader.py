@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
+from asynclab.grading_process import kill_tree, raise_if_cancelling
 from asynclab.judge import (CourseNotebook, Limits, NotebookVerdict, UnusableInput, course_notebooks,
-                            file_digest, judge_file, kill_tree, load_course_notebook,
-                            raise_if_cancelling, unusable_verdict)
+                            file_digest, judge_file, load_course_notebook, unusable_verdict)
 
 __all__ = ["GradeSettings", "Submission", "Learner", "find_learners", "grade", "main_grade"]
 
@@ -322,6 +322,18 @@ async def grade_all(todo: list[tuple[Submission, Learner, CourseNotebook]],
                               name=f"grade {sub.student}/{sub.stem}")
 
 
+def load_courses(root: Path) -> dict[str, CourseNotebook]:
+    """Every exercise notebook of the course that can be graded; a broken one is skipped, loudly."""
+    courses = {}
+    for stem in course_notebooks(root):
+        try:
+            courses[stem] = load_course_notebook(stem, root)
+        except Exception as exc:  # noqa: BLE001 - one broken course notebook must not stop grading
+            print(f"asynclab grade: {stem}.ipynb of the course cannot be used ({exc}); its "
+                  "exercises are not graded", file=sys.stderr)
+    return courses
+
+
 @dataclass
 class GradeRun:
     learners: list[Learner]
@@ -336,9 +348,8 @@ class GradeRun:
 async def grade(settings: GradeSettings) -> GradeRun:
     """Grade the class; stops cleanly on SIGINT/SIGTERM and says so in ``interrupted``."""
     started = time.monotonic()
-    stems = list(course_notebooks(settings.root))
-    courses = {stem: load_course_notebook(stem, settings.root) for stem in stems}
-    learners, stray = find_learners(settings.submissions, stems)
+    courses = load_courses(settings.root)
+    learners, stray = find_learners(settings.submissions, list(courses))
     store = ResultStore(settings.out)
     run = GradeRun(learners, courses, {}, stray=stray)
     todo = []

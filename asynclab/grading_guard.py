@@ -46,7 +46,6 @@ learner's code can also read and write the grader's files.
 from __future__ import annotations
 
 import base64
-import builtins
 import json
 import sys
 import threading

@@ -1,0 +1,281 @@
+"""One kernel process, run under hard limits: the part of the judge that touches processes.
+
+``KernelRun`` starts a fresh kernel (``python -m asynclab.grading_kernel``: memory and
+file-size limits set inside the kernel's own process), executes cells one at a time with
+nbclient's async API, and enforces from outside what the kernel cannot be trusted with:
+
+* a time limit per cell: nbclient's own timeout first; then the kernel's whole process
+  tree is killed with psutil (a kernel stuck in a top-level ``await`` ignores
+  interrupts), and an ``asyncio.timeout`` a little later is the backstop;
+* a memory limit: the resident memory of the kernel's process tree is polled and the
+  tree killed above ``memory_mb`` (for memory ``RLIMIT_DATA`` does not count, such as
+  shared mappings);
+* an output cap per cell: a flood of output is dropped (errors are always kept), so
+  it costs the host no memory.
+
+``stop()`` always kills the tree; a kernel is never asked to shut down politely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import nbformat
+import psutil
+
+__all__ = ["Limits", "CellRun", "KernelRun", "kill_tree", "tree_rss_mb", "raise_if_cancelling"]
+
+KILL_GRACE_S = 10.0
+MEMORY_POLL_S = 0.25
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How one notebook is run and judged."""
+
+    timeout_cell: float = 60.0  # seconds for one cell
+    timeout_notebook: float = 300.0  # from the first ready kernel to the last verdict, re-runs included
+    memory_mb: int = 2048  # kernel data segment limit, and resident-memory kill line
+    startup_timeout: float = 60.0  # seconds for a kernel to start
+    output_cap_bytes: int = 1_000_000  # per cell; the rest of a flood is dropped
+    variants: tuple[str, ...] = ("public",)
+    want_png: bool = False
+
+
+@dataclass
+class CellRun:
+    """How one executed cell went."""
+
+    label: str
+    role: str
+    status: str  # "ok" | "error" | "timeout" | "died" | "memory" | "not run"
+    seconds: float = 0.0
+    error: str = ""  # "ZeroDivisionError: division by zero"
+    traceback: str = ""
+    truncated_output: bool = False
+
+
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library turned into another exception.
+
+    nbclient converts a CancelledError that reaches a running cell into
+    DeadKernelError; a Ctrl-C must still stop the grader, not grade the
+    notebook as if its kernel had died.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def kill_tree(pid: int | None) -> list[psutil.Process]:
+    """SIGKILL a process and all its descendants; returns them (to wait for)."""
+    if not pid:
+        return []
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return procs
+
+
+def tree_rss_mb(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total / (1024 * 1024)
+
+
+def _kernel_argv(limits: Limits) -> list[str]:
+    return [sys.executable, "-m", "asynclab.grading_kernel", "--memory-mb", str(limits.memory_mb),
+            "-f", "{connection_file}", "--HistoryManager.hist_file=:memory:",
+            "--IPKernelApp.log_level=CRITICAL"]
+
+
+def _kernel_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"PYDEVD_DISABLE_FILE_VALIDATION": "1", "OPENBLAS_NUM_THREADS": "1",
+                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    env.pop("JUPYTER_PLATFORM_DIRS", None)
+    return env
+
+
+def _content_size(content: dict) -> int:
+    """Roughly how many bytes an output message carries (its text and its data)."""
+    size = len(str(content.get("text", "")))
+    for value in (content.get("data") or {}).values():
+        size += len(value) if isinstance(value, (str, bytes)) else len(str(value))
+    return size + sum(len(str(line)) for line in content.get("traceback", []) or [])
+
+
+def _make_client(cells: list[Any], limits: Limits):
+    """An nbclient client for ``cells`` with our kernel spec and an output cap."""
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+
+    class GradingKernelSpecs(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str, *args: Any, **kwargs: Any) -> KernelSpec:
+            return KernelSpec(argv=_kernel_argv(limits), display_name="asynclab grading",
+                              language="python", name=kernel_name, interrupt_mode="signal")
+
+    class CappedClient(NotebookClient):
+        """Keeps at most ``output_cap_bytes`` of output per cell: a flood costs no memory."""
+
+        def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
+            size = _content_size(msg.get("content", {}))
+            used = self._output_bytes.get(cell_index, 0) + size
+            self._output_bytes[cell_index] = used
+            if used > limits.output_cap_bytes and msg.get("msg_type") != "error":
+                self._truncated.add(cell_index)
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    km = AsyncKernelManager(kernel_name="asynclab-grading",
+                            kernel_spec_manager=GradingKernelSpecs())
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c.source) for c in cells]
+    client = CappedClient(nb, km=km, allow_errors=True, startup_timeout=int(limits.startup_timeout),
+                          iopub_timeout=4, record_timing=False, coalesce_streams=False)
+    client._output_bytes = {}
+    client._truncated = set()
+    client._replies = {}
+
+    def keep_reply(cell: Any, cell_index: int, execute_reply: dict | None) -> None:
+        client._replies[cell_index] = (execute_reply or {}).get("content", {})
+
+    client.on_cell_executed = keep_reply
+    client.reset_execution_trackers()
+    return client, km, nb
+
+
+def _cell_error(reply: dict[str, Any]) -> tuple[str, str]:
+    """("ZeroDivisionError: division by zero", traceback) from an execute_reply's content."""
+    if reply.get("status") != "error":
+        return "", ""
+    ename, evalue = str(reply.get("ename", "Error")), str(reply.get("evalue", ""))
+    lines = ANSI.sub("", "\n".join(map(str, reply.get("traceback", []) or []))).splitlines()
+    if len(lines) > 30:
+        lines = ["...", *lines[-30:]]
+    return (f"{ename}: {evalue}"[:500] if evalue else ename), "\n".join(lines)[-4000:]
+
+
+class KernelRun:
+    """One kernel, started fresh; executes cells; killed (never asked) at the end.
+
+    ``kill_reason`` says why the host killed it ("timeout", "memory"), so a
+    dead kernel is explained with the right words.
+    """
+
+    def __init__(self, cells: list[Any], limits: Limits, workdir: Path,
+                 on_kernel: Callable[[int | None], None] | None = None) -> None:
+        self.cells, self.limits, self.workdir = cells, limits, workdir
+        self.client, self.km, self.nb = _make_client(cells, limits)
+        self.kill_reason: str | None = None
+        self.pid: int | None = None
+        self._watchdog: asyncio.Task | None = None
+        self._on_kernel = on_kernel
+        self._log = None
+
+    async def start(self) -> None:
+        self._log = open(self.workdir / "kernel.log", "ab")  # noqa: SIM115 - closed in stop()
+        await self.km.start_kernel(cwd=str(self.workdir / "work"), env=_kernel_env(),
+                                   stdout=self._log, stderr=self._log)
+        self.pid = getattr(self.km.provisioner, "pid", None)
+        if self._on_kernel:
+            self._on_kernel(self.pid)
+        self._watchdog = asyncio.create_task(self._watch_memory(), name="memory watchdog")
+        async with asyncio.timeout(self.limits.startup_timeout + KILL_GRACE_S):
+            await self.client.async_start_new_kernel_client()
+
+    async def _watch_memory(self) -> None:
+        while self.pid is not None:
+            await asyncio.sleep(MEMORY_POLL_S)
+            if tree_rss_mb(self.pid) > self.limits.memory_mb:
+                self.kill("memory")
+                return
+
+    def kill(self, reason: str) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        kill_tree(self.pid)
+
+    async def run_cell(self, index: int, budget: float, store_history: bool) -> CellRun:
+        """Execute cell ``index`` within ``budget`` seconds; the kernel is killed if it overruns."""
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+        planned, cell = self.cells[index], self.nb.cells[index]
+        run = CellRun(planned.label, planned.role, "ok")
+        started = time.monotonic()
+        self.client.timeout_func = lambda _cell: max(budget, 0.1)
+        try:
+            async with asyncio.timeout(budget + KILL_GRACE_S):  # nbclient's own limit comes first
+                await self.client.async_execute_cell(cell, index, store_history=store_history)
+        except CellTimeoutError:
+            self.kill("timeout")
+            run.status = "timeout"
+        except (DeadKernelError, TimeoutError, RuntimeError, OSError) as exc:
+            raise_if_cancelling()  # nbclient turns our cancellation into DeadKernelError
+            expired = isinstance(exc, TimeoutError)
+            if expired:
+                self.kill("timeout")
+            run.status = {"memory": "memory", "timeout": "timeout"}.get(self.kill_reason or "",
+                                                                       "died")
+            if self.kill_reason is None and not isinstance(exc, DeadKernelError):
+                run.error = f"{type(exc).__name__}: {exc}"
+        else:
+            run.error, run.traceback = _cell_error(self.client._replies.get(index, {}))
+            if run.error:
+                run.status = "error"
+        run.seconds = round(time.monotonic() - started, 3)
+        run.truncated_output = index in self.client._truncated
+        return run
+
+    async def stop(self) -> None:
+        """Kill the kernel's process tree and release everything; never raises."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        procs = kill_tree(self.pid or getattr(getattr(self.km, "provisioner", None), "pid", None))
+        self.pid = None
+        if self._on_kernel:
+            self._on_kernel(None)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(psutil.wait_procs, procs, 3)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                if self.client.kc is not None:
+                    self.client.kc.stop_channels()
+                await self.km.shutdown_kernel(now=True)
+        with contextlib.suppress(Exception):
+            pending = self.km.cleanup_resources()
+            if inspect.isawaitable(pending):
+                await pending
+        if self._log is not None:
+            self._log.close()
+
+    def log_tail(self, lines: int = 5) -> str:
+        with contextlib.suppress(OSError):
+            text = (self.workdir / "kernel.log").read_text(errors="replace")
+            interesting = [ln for ln in text.splitlines()
+                           if ln.strip() and "without encryption" not in ln]
+            return "\n".join(interesting[-lines:])
+        return ""
