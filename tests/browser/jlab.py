@@ -265,9 +265,24 @@ def open_notebook(page, lab: Lab, path: str) -> None:
 def wait_for_notebook(page, name: str, timeout_s: float = 60.0) -> None:
     page.locator(f".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel:text-is('{name}')") \
         .wait_for(timeout=timeout_s * 1000)
-    page.locator(f"{NB} .jp-Notebook-ExecutionIndicator[data-status='idle']") \
-        .wait_for(state="attached", timeout=timeout_s * 1000)
     page.locator(f"{NB} .jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_s * 1000)
+    wait_for_kernel(page, timeout_s)
+
+
+def wait_for_kernel(page, timeout_s: float = 60.0) -> None:
+    """Wait until the status bar says the notebook's kernel is connected and idle.
+
+    A cell run before that (the kernel still starting, as on a loaded machine) is not run at
+    all: JupyterLab clears its prompt and moves on.
+    """
+    page.wait_for_function(
+        """(sel) => {
+             const status = document.querySelector('#jp-main-statusbar');
+             const panel = document.querySelector(sel);
+             const items = status ? [...status.querySelectorAll('.jp-StatusBar-TextItem')] : [];
+             return panel && items.some(e => /\\| Idle$/.test(e.textContent.trim()))
+               && panel.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle';
+           }""", arg=NB, timeout=timeout_s * 1000)
 
 
 def menu(page, top: str, item: str) -> None:
@@ -349,17 +364,30 @@ def select_cell(page, index: int, part: str = ".jp-InputPrompt") -> None:
 
 def run_cell(page, index: int, timeout_s: float = 60.0) -> dict:
     """Select a code cell, press Shift+Enter, wait until it has run; return its state."""
+    wait_for_kernel(page, timeout_s)
     select_cell(page, index)
     # Execution counts only grow in a kernel: the cell has run when its count is above every
     # count on the page before (clear the committed outputs first, whose counts are stale).
     before = max(prompt_number(c["prompt"]) for c in notebook_state(page)["cells"])
     page.keyboard.press("Shift+Enter")
-    deadline = time.monotonic() + timeout_s
+    pressed = time.monotonic()
+    deadline = pressed + timeout_s
+    retries = 2
     while True:
         state = notebook_state(page)
         seen = state["cells"][index]
         if prompt_number(seen["prompt"]) > before and state["status"] == "idle":
             return seen
+        started = seen["prompt"].startswith("[*]") or prompt_number(seen["prompt"]) > before
+        if (not started and retries and state["status"] == "idle"
+                and time.monotonic() - pressed > 5):
+            # Nothing happened (the key press was lost, or the kernel was not ready): a learner
+            # would press Shift+Enter again. A cell that ran shows a new count, so none runs twice.
+            retries -= 1
+            wait_for_kernel(page, timeout_s)
+            select_cell(page, index)
+            page.keyboard.press("Shift+Enter")
+            pressed = time.monotonic()
         if time.monotonic() > deadline:
             screenshot(page, f"failed-run-cell-{index}")
             raise AssertionError(f"cell {index} did not run within {timeout_s:g} s "

@@ -7,6 +7,7 @@ pages show by themselves: the committed pictures and text, and the course naviga
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 
 import pytest
@@ -20,8 +21,16 @@ def site(tmp_path_factory):
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("build_site", module)
     spec.loader.exec_module(module)
-    out = tmp_path_factory.mktemp("site") / "site"
-    module.build(out, workers=1)
+    # A small course (the index, the first two lessons and their exercises) builds in a
+    # second; tests/test_site.py checks the whole site.
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(ROOT / "course.toml", root)
+    for folder in ("notebooks", "exercises"):
+        (root / folder).mkdir()
+        for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb"))[:3]:
+            shutil.copy(path, root / folder)
+    out = root / "site"
+    module.build(out, root=root, workers=1)
     return out
 
 
