@@ -1,9 +1,10 @@
 """asynclab grade on a whole class of broken submissions, with the real grader and real kernels.
 
 One grading run (module fixture) grades every bad-input learner at once, with
---jobs 2 and short limits; each test then reads what it needs from the
+--jobs 3 (most of the time goes to cells that never end, which wait rather than
+compute) and short limits; each test then reads what it needs from the
 gradebook and the feedback pages. A second, small class is interrupted with
-SIGTERM and then resumed.
+SIGTERM while a kernel is stuck in a top-level await, and then resumed.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def graded(tmp_path_factory):
     submissions, out = base / "submissions", base / "out"
     build_class(submissions)
     started = time.monotonic()
-    status = main(["grade", str(submissions), "--out", str(out), "--jobs", "2", "--quiet",
+    status = main(["grade", str(submissions), "--out", str(out), "--jobs", "3", "--quiet",
                    *LIMITS])
     seconds = time.monotonic() - started
     with (out / "gradebook.csv").open(encoding="utf-8") as f:
@@ -249,27 +250,22 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path):
     submissions, out = tmp_path / "submissions", tmp_path / "out"
     write(solved(), submissions / "ann" / f"{STEM}.ipynb")
     write(CASES["endless_await"](), submissions / "bob" / f"{STEM}.ipynb")
-    write(CASES["wrong"](), submissions / "cy" / f"{STEM}.ipynb")
     command = [sys.executable, "-m", "asynclab.cli", "grade", str(submissions), "--out", str(out),
-               "--jobs", "1", "--timeout-cell", "8", "--timeout-notebook", "60"]
+               "--jobs", "2", "--timeout-cell", "120", "--timeout-notebook", "300"]
     grader = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     process = psutil.Process(grader.pid)
     kernels: set[int] = set()
+    ann = out / "results" / "ann" / f"{STEM}.json"
 
-    def one_graded_and_more_running() -> bool:
+    def ann_graded_while_bob_waits_forever() -> bool:
         with contextlib.suppress(psutil.Error):
             kernels.update(p.pid for p in process.children(recursive=True))
-        return any((out / "results").rglob("*.json")) and len(kernels) >= 2
-
-    # The first notebook whose kernel is ready runs first (--jobs 1, the next kernels start
-    # meanwhile): when one is graded, another one runs.
+        return ann.exists() and len(kernels) >= 2
 
     try:
-        if not _wait_for(one_graded_and_more_running, 60):
+        if not _wait_for(ann_graded_while_bob_waits_forever, 60):
             grader.kill()
-            pytest.fail(f"nothing was graded in time: {grader.communicate()[1]}")
-        with contextlib.suppress(psutil.Error):
-            kernels.update(p.pid for p in process.children(recursive=True))
+            pytest.fail(f"ann was not graded in time: {grader.communicate()[1]}")
         grader.send_signal(signal.SIGTERM)
         _, err = grader.communicate(timeout=20)
     finally:
@@ -279,18 +275,16 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path):
     assert "interrupted by SIGTERM" in err
     survivors = [pid for pid in kernels if psutil.pid_exists(pid)
                  and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert survivors == []
-    rows = read_rows(out)
-    graded = {name for name, row in rows.items() if row["fetch_all_urls"] in ("0", "1")}
-    interrupted = {name for name, row in rows.items()
-                   if row["fetch_all_urls"] == "not graded: interrupted"}
-    assert graded and interrupted and graded | interrupted == {"ann", "bob", "cy"}
-    assert json.loads((out / "gradebook.json").read_text())["interrupted"] == "SIGTERM"
-
-    saved = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")}
-    assert main(["grade", str(submissions), "--out", str(out), "--jobs", "2", "--quiet",
-                 "--timeout-cell", "3"]) == 0
-    assert {p: p.stat().st_mtime_ns for p in saved} == saved  # resumed: not graded again
+    assert survivors == []  # bob's kernel, stuck in a top-level await, was killed
     rows = read_rows(out)
     assert rows["ann"]["fetch_all_urls"] == "1"
-    assert rows["bob"]["fetch_all_urls"] == rows["cy"]["fetch_all_urls"] == "0"
+    assert rows["bob"]["fetch_all_urls"] == "not graded: interrupted"
+    assert json.loads((out / "gradebook.json").read_text())["interrupted"] == "SIGTERM"
+    assert "Not graded: grading was interrupted" in (out / "feedback" / "bob.html").read_text()
+
+    stamp = ann.stat().st_mtime_ns
+    assert main(["grade", str(submissions), "--out", str(out), "--quiet",
+                 "--timeout-cell", "2"]) == 0
+    assert ann.stat().st_mtime_ns == stamp  # resumed: ann was not graded again
+    rows = read_rows(out)
+    assert rows["ann"]["fetch_all_urls"] == "1" and rows["bob"]["fetch_all_urls"] == "0"
