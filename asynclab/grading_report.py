@@ -204,7 +204,8 @@ def feedback_page(run, learner, settings) -> str:
     row = learner_row(run, learner)
     columns = exercise_columns(run)
     summary = "".join(
-        f"<tr><td>{_e(name)}</td><td>{_e(stem)}.ipynb</td><td>{_e(row[name])}</td></tr>"
+        f"<tr><td>{_e(name)}</td><td>{_e(stem)}.ipynb</td><td>{_e(row[name])}"
+        f"{'' if stem in learner.submissions else ' (not submitted)'}</td></tr>"
         for name, stem in columns)
     notes = ""
     if learner.notes:
