@@ -24,7 +24,7 @@ import pytest
 
 from asynclab.cli import main
 from grader_cases import (CASES, ROOT, SEQUENTIAL, STEM, TWO_ANSWERS, first_answer_kills_kernel,
-                          solved, with_answer, write)
+                          renamed_function, second_answer_deleted, solved, with_answer, write)
 
 LIMITS = ["--timeout-cell", "6", "--timeout-notebook", "30", "--memory-mb", "768"]
 EVE = "eve<b>&co"  # a folder name that must be escaped in HTML
@@ -44,6 +44,8 @@ def build_class(folder: Path) -> None:
     (folder / "good" / "notes.txt").write_text("my notes")
     (folder / "good" / f"{STEM}-Copy1.ipynb").write_text("{}")
     write(first_answer_kills_kernel(), folder / "retry10" / f"{TWO_ANSWERS}.ipynb")
+    write(renamed_function(), folder / "renamed" / f"{STEM}.ipynb")
+    write(second_answer_deleted(), folder / "half_done" / f"{TWO_ANSWERS}.ipynb")
     for name, content in {"malformed": b'{"cells": [', "empty_file": b"",
                           "not_notebook": b"\x89PNG\r\n\x1a\n\x00binary"}.items():
         (folder / name).mkdir()
@@ -160,6 +162,18 @@ def test_memory_limits(graded):
 def test_a_deleted_answer_cell_is_named(graded):
     assert "answer cell 1 (fetch_all_urls) is missing" in messages(graded, "deleted_answer")
     assert "answer cell 1 (fetch_all_urls) is missing" in messages(graded, "zero_cells")
+
+
+def test_the_other_answers_are_judged_when_one_is_deleted(graded):
+    row = graded["rows"]["half_done"]
+    assert row["RateLimiter"] == "1" and row["fetch_with_retries"] == "0"
+    assert "answer cell 2 (fetch_with_retries) is missing" in messages(
+        graded, "half_done", "fetch_with_retries", TWO_ANSWERS)
+
+
+def test_a_renamed_function_is_not_defined(graded):
+    assert "fetch_all_urls is not defined: did you run/rename the answer cell?" in \
+        messages(graded, "renamed")
 
 
 @pytest.mark.parametrize("student", ["edited_check", "forged_outputs"])

@@ -131,6 +131,20 @@ def zero_cells():
     return nb
 
 
+def renamed_function():
+    """The learner renamed the function they had to write."""
+    return with_answer(replace=answer_cells(notebook("solutions"))[0].source.replace(
+        "def fetch_all_urls(", "def fetch_urls("))
+
+
+def second_answer_deleted():
+    """Notebook 10 without its second answer cell: the first exercise is still judged."""
+    nb = solved(TWO_ANSWERS)
+    second = answer_cells(nb)[1]
+    nb.cells = [c for c in nb.cells if c is not second]
+    return nb
+
+
 def first_answer_kills_kernel():
     """Notebook 10: RateLimiter's answer cell ends the kernel; fetch_with_retries is correct."""
     return with_answer("import os\nos._exit(1)", stem=TWO_ANSWERS, index=0)
