@@ -19,7 +19,7 @@ from asynclab.cli import main
 from asynclab.judge import (Limits, UnusableInput, assemble, load_course_notebook, read_notebook,
                             report_text, review_flags)
 from grader_cases import (MONKEYPATCH, ROOT, STEM, TWO_ANSWERS, answer_cells, deleted_answer,
-                          edited_check, forged_outputs, notebook, solved, untagged_answer, write)
+                          edited_check, forged_outputs, notebook, solved, untagged_answer)
 
 LIMITS = Limits(variants=("public", "hidden"))
 
