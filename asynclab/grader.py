@@ -112,7 +112,8 @@ def _learner_files(folder: Path) -> list[Path]:
     return files
 
 
-def find_learners(submissions: Path, stems: list[str]) -> tuple[list[Learner], list[str]]:
+def find_learners(submissions: Path, stems: list[str],
+                  skip: tuple[Path, ...] = ()) -> tuple[list[Learner], list[str]]:
     """One Learner per folder of ``submissions``; returns them and notes about stray files.
 
     A learner's notebook is matched by its file name (``05_semaphore.ipynb``),
@@ -127,7 +128,8 @@ def find_learners(submissions: Path, stems: list[str]) -> tuple[list[Learner], l
             if folder.name not in IGNORED_NAMES:
                 stray.append(f"{folder.name}: not a learner folder, ignored")
             continue
-        if folder.name in IGNORED_PARTS or folder.name.startswith("."):
+        if folder.name in IGNORED_PARTS or folder.name.startswith(".") \
+                or folder.resolve() in skip:  # e.g. --out inside SUBMISSIONS
             continue
         learner = Learner(folder.name, slugify(folder.name, taken))
         candidates = sorted(_learner_files(folder), key=lambda p: (len(p.parts), str(p)))
@@ -349,7 +351,8 @@ async def grade(settings: GradeSettings) -> GradeRun:
     """Grade the class; stops cleanly on SIGINT/SIGTERM and says so in ``interrupted``."""
     started = time.monotonic()
     courses = load_courses(settings.root)
-    learners, stray = find_learners(settings.submissions, list(courses))
+    learners, stray = find_learners(settings.submissions, list(courses),
+                                    skip=(settings.out.resolve(),))
     store = ResultStore(settings.out)
     run = GradeRun(learners, courses, {}, stray=stray)
     todo = []
