@@ -1,21 +1,40 @@
-"""Checks for notebook 14_production: a graceful shutdown with a drain deadline."""
+"""Checks for notebook 14_production: a graceful shutdown with a drain deadline and cleanup.
+
+``serve(requests, handle, stop, drain_timeout_s, cleanup)`` is played a small day
+at a service on virtual time: requests arrive in a queue, one of them fails,
+one is far too slow, and a "SIGTERM" sets ``stop`` while some are in flight;
+more requests arrive after it. The check records, on the virtual clock, when
+each request started and ended and how, when the cleanup ran and what was
+still running then, and when ``serve`` returned, with what was still running
+at that moment (the virtual-time runner cancels leftovers afterwards, which
+would otherwise hide a server that never cancelled its stragglers).
+
+A second, shorter day has no straggler: every request in flight finishes soon
+after the signal, and ``serve`` must then return without waiting out the rest
+of the drain timeout.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
-from asynclab.checking import Report, common_findings, observe, require_coroutine_function
-from asynclab.fakes import FakeService
+from asynclab.checking import Report, observe, require_coroutine_function
+from asynclab.checks._findings import describe_error, safe_findings
+from asynclab.fakes import FakeService, ServiceError
 
 NOTEBOOK = "14_production"
 TOLERANCE_S = 1e-3
+CLEANUP_S = 0.25  # the fake cleanup (closing a pool) takes this long
+KEYS = ("completed", "failed", "cancelled", "not_started")
 
 
 @dataclass(frozen=True)
 class Scenario:
     arrivals: dict[str, float]  # request -> arrival time
     latency_s: dict[str, float]
+    failing: tuple[str, ...]  # requests whose handler raises at the end of its latency
     stop_at: float
     drain_timeout_s: float
 
@@ -23,142 +42,276 @@ class Scenario:
     def deadline(self) -> float:
         return self.stop_at + self.drain_timeout_s
 
+    def in_flight_at_stop(self) -> list[str]:
+        return [r for r, at in self.arrivals.items()
+                if at <= self.stop_at < at + self.latency_s[r]]
+
+    def drained_at(self) -> float:
+        """When the drain ends: the last in-flight request's end, or the deadline."""
+        ends = [self.arrivals[r] + self.latency_s[r] for r in self.in_flight_at_stop()]
+        return min(max(ends, default=self.stop_at), self.deadline)
+
     def expected(self) -> dict[str, list[str]]:
-        """Which requests complete, are cancelled at the deadline, or never start."""
-        out: dict[str, list[str]] = {"completed": [], "cancelled": [], "not_started": []}
+        """Which requests complete, fail, are cancelled at the deadline, or are never started."""
+        out: dict[str, list[str]] = {k: [] for k in KEYS}
         for req, arrived in self.arrivals.items():
-            if arrived > self.deadline:
+            if arrived > self.drained_at() + CLEANUP_S:
                 continue  # arrives after serve has returned
             if arrived > self.stop_at:
                 out["not_started"].append(req)
-            elif arrived + self.latency_s[req] <= self.deadline:
-                out["completed"].append(req)
-            else:
+            elif arrived + self.latency_s[req] > self.deadline:
                 out["cancelled"].append(req)
+            elif req in self.failing:
+                out["failed"].append(req)
+            else:
+                out["completed"].append(req)
         return out
 
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.expected().items()}
 
-def scenario(variant: str) -> Scenario:
+
+def scenarios(variant: str) -> tuple[Scenario, Scenario]:
+    """(the main day, with a straggler; a short day whose in-flight work all ends early)."""
     if variant == "public":
         latency = [1.0, 1.0, 10.0, 2.0, 1.0, 2.5, 1.0, 1.0]
-        return Scenario({f"req-{i}": float(i) for i in range(8)},
-                        {f"req-{i}": t for i, t in enumerate(latency)},
-                        stop_at=5.5, drain_timeout_s=3.0)
+        main = Scenario({f"req-{i}": float(i) for i in range(8)},
+                        {f"req-{i}": t for i, t in enumerate(latency)}, ("req-1",),
+                        stop_at=5.55, drain_timeout_s=3.0)
+        short = Scenario({"a": 0.0, "b": 1.0, "c": 4.0}, {"a": 0.5, "b": 3.5, "c": 1.0}, (),
+                         stop_at=3.0, drain_timeout_s=5.0)
+        return main, short
     latency = [0.5, 7.0, 1.5, 0.5, 3.0, 0.25, 9.0, 1.0, 2.0, 0.5]
-    return Scenario({f"r{i}": i * 0.75 for i in range(10)},
-                    {f"r{i}": t for i, t in enumerate(latency)},
-                    stop_at=4.6, drain_timeout_s=2.0)
+    main = Scenario({f"r{i}": i * 0.75 for i in range(10)},
+                    {f"r{i}": t for i, t in enumerate(latency)}, ("r3", "r5"),
+                    stop_at=4.6, drain_timeout_s=1.8)
+    short = Scenario({"x": 0.25, "y": 0.5, "z": 2.5}, {"x": 1.0, "y": 2.25, "z": 0.5}, (),
+                     stop_at=1.5, drain_timeout_s=4.0)
+    return main, short
+
+
+@dataclass
+class Day:
+    """What happened when ``serve`` ran through one scenario."""
+
+    service: FakeService
+    obs: Any
+    returned_at: float | None = None
+    running_at_return: tuple[str, ...] = ()
+    cleanups: tuple[tuple[float, int], ...] = ()  # (start time, handlers running then)
+    cleanup_done_at: float | None = None
+
+
+def play(fn: Any, sc: Scenario) -> Day:
+    service = FakeService(sc.latency_s, failures={r: 1 for r in sc.failing})
+    day = Day(service, None)
+    cleanups: list[tuple[float, int]] = []
+
+    async def cleanup() -> None:
+        loop = asyncio.get_running_loop()
+        cleanups.append((loop.time(), service.in_flight))
+        await asyncio.sleep(CLEANUP_S)  # closing a connection pool
+        day.cleanup_done_at = loop.time()
+
+    async def run() -> object:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_about_unretrieved)
+        requests: asyncio.Queue = asyncio.Queue()
+        stop = asyncio.Event()
+
+        async def arrive() -> None:
+            for req, at in sorted(sc.arrivals.items(), key=lambda kv: kv[1]):
+                await asyncio.sleep(at - loop.time())
+                requests.put_nowait(req)
+
+        async def sigterm() -> None:
+            await asyncio.sleep(sc.stop_at)
+            stop.set()  # what a SIGTERM handler does
+
+        helpers = [asyncio.create_task(arrive(), name="requests arriving"),
+                   asyncio.create_task(sigterm(), name="SIGTERM")]
+        await asyncio.sleep(0)  # both start now, so that cancelling them later closes them
+        try:
+            return await fn(requests, service.fetch, stop, sc.drain_timeout_s, cleanup)
+        finally:
+            day.returned_at = loop.time()
+            day.running_at_return = tuple(c.key for c in service.calls if c.outcome == "running")
+            for task in helpers:
+                task.cancel()
+
+    day.obs = observe(run, name="serve", max_virtual_s=600.0,
+                      namespaces=(getattr(fn, "__globals__", {}),))
+    day.cleanups = tuple(cleanups)
+    return day
+
+
+def _quiet_about_unretrieved(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """A learner's task that failed and was never awaited would log a traceback below the
+    check's verdict, long after it; the failing request is judged by the check instead."""
+    if "never retrieved" not in context.get("message", ""):
+        loop.default_exception_handler(context)
+
+
+def _took_down(error: BaseException | None) -> bool:
+    """Did a request's own failure escape from serve (directly or in an ExceptionGroup)?"""
+    if isinstance(error, ServiceError):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return any(_took_down(e) for e in error.exceptions)
+    return False
 
 
 def check_serve(fn, *, variant: str = "public") -> Report:
-    """Judge ``serve(requests, handle, stop, drain_timeout_s)``.
+    """Judge ``serve(requests, handle, stop, drain_timeout_s, cleanup)``.
 
-    Properties: each request handled as soon as it arrives (concurrently); no
-    request started after ``stop`` is set; requests in flight at the stop and
-    finishing within the drain timeout complete; the others are cancelled at
-    the drain deadline, not before and not never; ``serve`` returns right
-    after, with the right counts; no hang, no blocking call.
+    Properties: each request handled as soon as it arrives (concurrently); a
+    failing request does not stop the server; no request started after
+    ``stop`` is set; requests in flight at the stop that can finish within the
+    drain timeout complete; the others are cancelled at the drain deadline,
+    not before and not never; ``cleanup`` awaited once, after every handler
+    ended; ``serve`` returns right after the cleanup, without waiting out the
+    drain timeout when everything finished early; the right counts; no hang,
+    no blocking call.
     """
     report = Report("serve")
     bad = require_coroutine_function("serve", fn)
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
-    service = FakeService(sc.latency_s)
-    outcome: dict[str, object] = {}
-
-    async def run() -> object:
-        loop = asyncio.get_running_loop()
-        requests: asyncio.Queue = asyncio.Queue()
-        stop = asyncio.Event()
-
-        async def feed() -> None:
-            for req, at in sorted(sc.arrivals.items(), key=lambda kv: kv[1]):
-                await asyncio.sleep(at - loop.time())
-                requests.put_nowait(req)
-
-        async def signal() -> None:
-            await asyncio.sleep(sc.stop_at)
-            stop.set()  # what a SIGTERM handler would do
-
-        helpers = [asyncio.create_task(feed(), name="requests arriving"),
-                   asyncio.create_task(signal(), name="SIGTERM")]
-        result = await fn(requests, service.fetch, stop, sc.drain_timeout_s)
-        outcome["returned_at"] = loop.time()
-        outcome["running"] = sorted(c.key for c in service.calls if c.outcome == "running")
-        for task in helpers:
-            task.cancel()
-        return result
-
-    obs = observe(run, name="serve", namespaces=(getattr(fn, "__globals__", {}),), max_virtual_s=600)
+    sc, short = scenarios(variant)
+    day = play(fn, sc)
+    obs, service = day.obs, day.service
     report.timeline = obs.timeline
-    report.findings.extend(common_findings("serve", obs))
+
+    early = safe_findings("serve", obs)
+    for finding in early:
+        if finding.prop == "finishes" and obs.hang is not None and obs.hang.reason == "deadlock":
+            finding.hint = ("serve never returned after the stop signal: it waits for a request "
+                            "that never comes. Wait for whichever comes first, the next request "
+                            "or `stop` (asyncio.wait with FIRST_COMPLETED).")
+        if finding.prop == "runs without error" and _took_down(obs.error):
+            finding.prop = "a failing request does not stop the server"
+            finding.message = (f"one request's error escaped from serve: "
+                               f"{describe_error(obs.error)}")
+            finding.hint = ("Start each request with asyncio.create_task and collect its outcome "
+                            "later; a TaskGroup (or an awaited gather) cancels everything at the "
+                            "first failure, and a server must survive a failing request.")
+    report.findings.extend(early)
     if obs.hang is not None or obs.error is not None:
         return report
 
-    expected = sc.expected()
-    late = [c.key for c in service.calls if c.start > sc.stop_at + TOLERANCE_S]
-    report.add("stops accepting at the signal", not late,
-               f"no request was started after the stop signal at {sc.stop_at:g} s" if not late else
-               f"{late[0]} was started at {service.calls_for(late[0])[0].start:g} s, after the stop "
-               f"signal at {sc.stop_at:g} s",
-               "Once `stop` is set, take no more requests from the queue.")
-
-    def started_at(req: str) -> str:
+    def started(req: str) -> str:
         calls = service.calls_for(req)
         return f"was started at {calls[0].start:g} s" if calls else "was never started"
 
-    delayed = [req for req, at in sc.arrivals.items() if at <= sc.stop_at
-               and (not service.calls_for(req) or abs(service.calls_for(req)[0].start - at) > TOLERANCE_S)]
+    # 1. Concurrency: every request that arrived before the stop started at once.
+    delayed = [r for r, at in sc.arrivals.items() if at <= sc.stop_at
+               and (not service.calls_for(r) or abs(service.calls_for(r)[0].start - at) > TOLERANCE_S)]
     report.add("handles requests concurrently", not delayed,
                "every request was started the moment it arrived" if not delayed else
-               f"{delayed[0]} arrived at {sc.arrivals[delayed[0]]:g} s but {started_at(delayed[0])}",
-               "Start a task per request (create_task) instead of awaiting each handler before "
-               "taking the next request.")
+               f"{delayed[0]} arrived at {sc.arrivals[delayed[0]]:g} s but {started(delayed[0])}",
+               "Start a task per request (asyncio.create_task) instead of awaiting each handler "
+               "before taking the next request.")
 
-    unfinished = [r for r in expected["completed"]
-                  if not service.calls_for(r) or service.calls_for(r)[0].outcome != "ok"]
-    report.add("in-flight requests are drained", not unfinished,
-               "requests that could finish before the drain deadline finished" if not unfinished
-               else f"{unfinished[0]} could finish before the drain deadline "
-                    f"({sc.deadline:g} s) but did not",
-               "After the stop signal, wait for the running handlers (asyncio.wait with a "
-               "timeout) instead of cancelling them at once.")
+    # 2. Survives a failing request (it did not raise, see above); the failure is counted below.
+    failed_ok = all(service.calls_for(r) for r in sc.failing)
+    report.add("a failing request does not stop the server", failed_ok,
+               f"the server kept serving after {', '.join(sc.failing)} failed" if failed_ok else
+               f"{sc.failing[0]} was never started", "Keep serving when one request fails.")
 
-    stragglers = expected["cancelled"]
+    # 3. Stop accepting at the signal.
+    late = [c for c in service.calls if c.start > sc.stop_at + TOLERANCE_S]
+    report.add("stops accepting at the signal", not late,
+               f"no request was started after the stop signal at {sc.stop_at:g} s" if not late else
+               f"{late[0].key} was started at {late[0].start:g} s, after the stop signal at "
+               f"{sc.stop_at:g} s",
+               "Once `stop` is set, take no more requests from the queue. Checking `stop` only "
+               "between requests is too late: the next `await requests.get()` still takes one. "
+               "Wait for whichever comes first, a request or the stop signal.")
+
+    # 4. Drain: in-flight requests that can finish before the deadline do.
+    expected = sc.expected()
+    cut_short = [r for r in expected["completed"] + expected["failed"]
+                 if not service.calls_for(r) or service.calls_for(r)[0].outcome == "cancelled"]
+    report.add("in-flight requests are drained", not cut_short,
+               f"the {len(sc.in_flight_at_stop())} requests in flight at the signal were given "
+               f"until {sc.deadline:g} s, and those that could finish did" if not cut_short else
+               f"{cut_short[0]} could finish by the drain deadline ({sc.deadline:g} s) but "
+               + (f"was cancelled at {service.calls_for(cut_short[0])[0].end:g} s"
+                  if service.calls_for(cut_short[0]) else "was never started"),
+               "After the stop signal, give the running handlers up to drain_timeout_s to finish "
+               "(asyncio.wait with a timeout) before cancelling anything.")
+
+    # 5. Stragglers cancelled exactly at the deadline.
     wrong = []
-    still_running = outcome.get("running") or []
-    for req in stragglers:
-        calls = service.calls_for(req)
-        if not calls:
+    for req in expected["cancelled"]:
+        call = service.calls_for(req)[0] if service.calls_for(req) else None
+        if call is None:
             wrong.append(f"{req} was never started")
-        elif req in still_running:
-            wrong.append(f"{req} was still running when serve returned")
-        elif calls[0].outcome == "ok":
-            wrong.append(f"{req} ran to its end at {calls[0].end:g} s: no drain deadline")
-        elif abs(calls[0].end - sc.deadline) > TOLERANCE_S:
-            wrong.append(f"{req} was cancelled at {calls[0].end:g} s, not at the drain deadline "
-                         f"({sc.deadline:g} s)")
+        elif req in day.running_at_return:
+            wrong.append(f"{req} was still running when serve returned: nobody cancelled it")
+        elif call.outcome == "ok":
+            wrong.append(f"{req} ran to its end at {call.end:g} s: no drain deadline")
+        elif call.end is not None and abs(call.end - sc.deadline) > TOLERANCE_S:
+            wrong.append(f"{req} was cancelled at {call.end:g} s, not at the drain deadline "
+                         f"({sc.stop_at:g} + {sc.drain_timeout_s:g} = {sc.deadline:g} s)")
     report.add("stragglers cancelled at the deadline", not wrong,
-               f"the {len(stragglers)} request(s) still running at {sc.deadline:g} s were cancelled "
-               "then" if not wrong else wrong[0],
-               "After the drain timeout, cancel the handlers that are still running and wait for "
-               "them to finish cancelling.")
+               f"the {len(expected['cancelled'])} request(s) still running at {sc.deadline:g} s "
+               "were cancelled then" if not wrong else wrong[0],
+               "At the drain deadline, cancel the handlers still running and wait for them "
+               "(gather(..., return_exceptions=True)). Measure the deadline from the moment "
+               "`stop` was set: polling `stop` with a timeout notices it late.")
 
-    returned = outcome.get("returned_at")
-    prompt = isinstance(returned, float) and returned <= sc.deadline + TOLERANCE_S
+    # 6. Cleanup: once, after every handler ended.
+    if not day.cleanups:
+        ok, msg = False, "cleanup was never called" + (
+            " (or never awaited)" if obs.never_awaited else "")
+    elif len(day.cleanups) > 1:
+        ok, msg = False, f"cleanup was called {len(day.cleanups)} times"
+    elif day.cleanups[0][1]:
+        ok, msg = False, (f"cleanup ran at {day.cleanups[0][0]:g} s while "
+                          f"{day.cleanups[0][1]} request(s) were still running")
+    elif day.cleanup_done_at is None:
+        ok, msg = False, "cleanup was started but serve returned before it finished"
+    else:
+        ok, msg = True, f"cleanup ran once, at {day.cleanups[0][0]:g} s, after the last request"
+    report.add("cleans up after the last request", ok, msg,
+               "`await cleanup()` once, at the very end: after the drain and the cancellations, "
+               "when no request is running any more (a `finally:` block makes sure it runs).")
+
+    # 7. Returns promptly: right after the cleanup, at the deadline at the latest.
+    latest = sc.deadline + CLEANUP_S
+    prompt = day.returned_at is not None and day.returned_at <= latest + TOLERANCE_S
     report.add("returns by the deadline", prompt,
-               f"serve returned at {returned:g} s, by the drain deadline" if prompt else
-               f"serve returned at {returned:g} s; the drain deadline was {sc.deadline:g} s",
+               f"serve returned at {day.returned_at:g} s (drain deadline {sc.deadline:g} s, then "
+               f"{CLEANUP_S:g} s of cleanup)" if prompt else
+               f"serve returned at {day.returned_at:g} s; the drain deadline was "
+               f"{sc.deadline:g} s (plus {CLEANUP_S:g} s of cleanup)",
                "Never wait longer than drain_timeout_s after the stop signal.")
 
-    want = {k: len(v) for k, v in expected.items()}
+    # 8. The counts.
+    want = sc.counts()
     report.add("returns the counts", obs.result == want,
                f"returned {want}" if obs.result == want else
                f"returned {obs.result!r}, expected {want}",
-               "Return {'completed': ..., 'cancelled': ..., 'not_started': ...}; not_started is "
+               "Return {'completed': ..., 'failed': ..., 'cancelled': ..., 'not_started': ...}; "
+               "a failed request raised, a cancelled one was cut at the deadline, not_started is "
                "what is left in the queue.")
+
+    # 9. A short day: everything in flight ends early; serve must not sit out the timeout.
+    quick = play(fn, short)
+    expected_end = short.drained_at() + CLEANUP_S
+    on_time = quick.obs.hang is None and quick.obs.error is None and \
+        quick.returned_at is not None and quick.returned_at <= expected_end + TOLERANCE_S
+    report.add("returns as soon as the work is drained", on_time,
+               f"with nothing left to wait for at {short.drained_at():g} s, it returned at "
+               f"{quick.returned_at:g} s" if on_time else
+               f"the last request in flight ended at {short.drained_at():g} s, but serve returned "
+               f"at {quick.returned_at:g} s (stop at {short.stop_at:g} s, drain timeout "
+               f"{short.drain_timeout_s:g} s)" if quick.returned_at is not None else
+               "on a second, shorter day serve did not return",
+               "Do not sleep for the whole drain timeout: wait for the handlers *with* a timeout "
+               "(asyncio.wait(tasks, timeout=...)), which returns as soon as they are all done.")
     return report
 
 
