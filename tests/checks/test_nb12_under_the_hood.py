@@ -174,3 +174,8 @@ def test_sleeping_and_spinning_learners_cost_no_real_time():
 def test_report_text_is_deterministic():
     fn = define(WRONG["timers not in deadline order"][0], "run_once")
     assert check(fn).text() == check(fn).text()
+
+
+def test_a_stub_gets_only_not_written_yet():
+    report = check(define(WRONG["stub"][0], "run_once"))
+    assert [(f.prop, f.passed) for f in report.findings] == [("written", False)], report.text()

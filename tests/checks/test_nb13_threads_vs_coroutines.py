@@ -222,3 +222,8 @@ def test_scenarios_have_a_batch_and_distinct_users():
 def test_report_text_is_deterministic():
     fn = define(WRONG["one scheduler that awaits each send"][0], "send_reminders")
     assert check(fn).text() == check(fn).text()
+
+
+def test_a_stub_gets_only_not_written_yet():
+    report = check(define(WRONG["stub"][0], "send_reminders"))
+    assert [(f.prop, f.passed) for f in report.findings] == [("written", False)], report.text()

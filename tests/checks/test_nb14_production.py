@@ -228,3 +228,8 @@ def test_scenarios_are_unambiguous():
 def test_report_text_is_deterministic():
     fn = define(WRONG["drains without a deadline"][0], "serve")
     assert check(fn).text() == check(fn).text()
+
+
+def test_a_stub_gets_only_not_written_yet():
+    report = check(define(WRONG["stub"][0], "serve"))
+    assert [(f.prop, f.passed) for f in report.findings] == [("written", False)], report.text()
