@@ -54,10 +54,15 @@ class TaskRecord:
     coro: Any = field(default=None, repr=False, compare=False)
 
     def resolve_name(self) -> None:
-        """Take the task's own name when it was given one (``create_task(..., name=...)``)."""
+        """Take the task's own name when it was given one (``create_task(..., name=...)``).
+
+        Python 3.11 and 3.12 name a task after the factory returns, only when a
+        name was given; CPython 3.13.0 calls ``task.set_name(name)`` even when
+        ``name`` is None, which names it ``"None"``: that is not a name.
+        """
         if self.task is not None:
             given = self.task.get_name()
-            if not given.startswith("Task-"):
+            if not given.startswith("Task-") and given != "None":
                 self.name = given
 
     def settle(self) -> None:

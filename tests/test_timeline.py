@@ -159,3 +159,29 @@ def test_task_cancelled_before_its_first_step_leaves_no_never_awaited_warning():
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)]
     assert tl.records[0].outcome == "cancelled"
+
+
+def test_rows_keep_their_coroutine_names_when_the_loop_names_tasks_none():
+    """CPython 3.13.0's create_task calls ``task.set_name(name)`` after the factory even when no
+    name was given, which names every task "None". The rows must still read ``sleeper``."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        real_create_task = loop.create_task
+
+        def create_task_as_in_3_13_0(coro, *, name=None, context=None):
+            task = loop.get_task_factory()(loop, coro)
+            task.set_name(name)  # "None" when no name was given
+            return task
+
+        loop.create_task = create_task_as_in_3_13_0
+        try:
+            with trace() as tl:
+                await asyncio.gather(sleeper(1, "a"), sleeper(0.5, "b"))
+                await loop.create_task(sleeper(0, "c"), name="named")
+        finally:
+            loop.create_task = real_create_task
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    assert tl.names() == ["sleeper", "sleeper", "named"]
