@@ -40,14 +40,14 @@ def cmd_exercises(args: argparse.Namespace) -> int:
 
 
 def _limits(args: argparse.Namespace, **overrides):
-    from asynclab.judge import Limits
+    from asynclab.grading.judge import Limits
 
     return Limits(timeout_cell=args.timeout_cell, timeout_notebook=args.timeout_notebook,
                   memory_mb=args.memory_mb, **overrides)
 
 
 def _print_verdict(path: str, verdict) -> None:
-    from asynclab.judge import report_text
+    from asynclab.grading.judge import report_text
 
     print(f"== {path}")
     for name, ex in verdict.exercises.items():
@@ -66,7 +66,7 @@ def _print_verdict(path: str, verdict) -> None:
 
 async def _check_all(paths: list[Path], root: Path, limits) -> list:
     """Judge the notebooks, a few at once; each result is a verdict or an UnusableInput."""
-    from asynclab.judge import UnusableInput, judge_file
+    from asynclab.grading.judge import UnusableInput, judge_file
 
     max_in_flight = asyncio.Semaphore(os.cpu_count() or 1)
 
@@ -84,7 +84,7 @@ async def _check_all(paths: list[Path], root: Path, limits) -> list:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when every exercise passed, 1 when one failed, 2 when a file cannot be judged."""
-    from asynclab.judge import UnusableInput, course_root
+    from asynclab.grading.judge import UnusableInput, course_root
 
     root = course_root(args.root)
     paths = [Path(p) for p in args.notebooks]
@@ -106,8 +106,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from asynclab.grader import GradeSettings, main_grade
-    from asynclab.judge import course_root
+    from asynclab.grading.command import GradeSettings, main_grade
+    from asynclab.grading.judge import course_root
 
     submissions = Path(args.submissions)
     if not submissions.is_dir():

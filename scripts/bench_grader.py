@@ -32,9 +32,9 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asynclab.grader import GradeSettings, grade  # noqa: E402
-from asynclab.grading_report import write_outputs  # noqa: E402
-from asynclab.judge import Limits  # noqa: E402
+from asynclab.grading.command import GradeSettings, grade  # noqa: E402
+from asynclab.grading.report import write_outputs  # noqa: E402
+from asynclab.grading.judge import Limits  # noqa: E402
 
 STEM = "05_semaphore"
 WRONG = '''

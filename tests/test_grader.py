@@ -223,7 +223,7 @@ def test_feedback_pages_are_self_contained_and_escaped(graded):
 def test_no_kernel_outlives_the_run(graded):
     me = psutil.Process()
     leftovers = [p for p in me.children(recursive=True)
-                 if "asynclab.grading_kernel" in " ".join(p.cmdline())]
+                 if "asynclab.grading.kernel" in " ".join(p.cmdline())]
     assert leftovers == []
 
 

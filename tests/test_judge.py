@@ -1,4 +1,4 @@
-"""asynclab.judge and asynclab check: what runs, what is trusted, and the exit codes.
+"""asynclab.grading.judge and asynclab check: what runs, what is trusted, and the exit codes.
 
 Most tests here need no kernel: the notebook the judge builds, the tamper
 fingerprint and the in-kernel judge itself are exercised in-process. The
@@ -13,10 +13,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from asynclab import grading_guard
+from asynclab.grading import guard as grading_guard
 from asynclab.checking import Report
 from asynclab.cli import main
-from asynclab.judge import (Limits, UnusableInput, assemble, load_course_notebook, read_notebook,
+from asynclab.grading.judge import (Limits, UnusableInput, assemble, load_course_notebook, read_notebook,
                             report_text, review_flags)
 from grader_cases import (MONKEYPATCH, ROOT, STEM, TWO_ANSWERS, answer_cells, deleted_answer,
                           edited_check, forged_outputs, notebook, solved, untagged_answer)

@@ -1,6 +1,6 @@
 """One kernel process, run under hard limits: the part of the judge that touches processes.
 
-``KernelRun`` starts a fresh kernel (``python -m asynclab.grading_kernel``: memory and
+``KernelRun`` starts a fresh kernel (``python -m asynclab.grading.kernel``: memory and
 file-size limits set inside the kernel's own process), executes cells one at a time with
 nbclient's async API, and enforces from outside what the kernel cannot be trusted with:
 
@@ -106,7 +106,7 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def _kernel_argv(limits: Limits) -> list[str]:
-    return [sys.executable, "-m", "asynclab.grading_kernel", "--memory-mb", str(limits.memory_mb),
+    return [sys.executable, "-m", "asynclab.grading.kernel", "--memory-mb", str(limits.memory_mb),
             "-f", "{connection_file}", "--HistoryManager.hist_file=:memory:",
             "--IPKernelApp.log_level=CRITICAL"]
 

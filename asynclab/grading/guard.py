@@ -1,6 +1,6 @@
 """The judge that runs *inside* the learner's kernel (``asynclab check`` and ``asynclab grade``).
 
-The host side (``asynclab.judge``) builds the notebook it executes like this:
+The host side (``asynclab.grading.judge``) builds the notebook it executes like this:
 
 1. a first cell, run before any learner code, calls ``install(...)``: it
    imports the course package, captures the course's own check functions for
@@ -61,8 +61,9 @@ WATCHED_MODULES = ("time", "threading", "heapq", "random", "functools", "inspect
                    "gc", "contextvars", "contextlib", "dataclasses", "json", "base64", "math",
                    "types", "builtins", "_asyncio")
 # The host's own modules never run in the kernel and import heavy packages.
-HOST_ONLY = ("asynclab.cli", "asynclab.judge", "asynclab.grader", "asynclab.grading_report",
-             "asynclab.grading_kernel")
+HOST_ONLY = ("asynclab.cli", "asynclab.grading.judge", "asynclab.grading.command",
+             "asynclab.grading.report", "asynclab.grading.kernel", "asynclab.grading.kernel_process",
+             "asynclab.grading.sandbox", "asynclab.grading.cluster")
 # Values that change legitimately while a notebook runs.
 VOLATILE = {("builtins", "_"), ("builtins", "__"), ("builtins", "___"),
             ("builtins", "input"), ("builtins", "raw_input")}  # ipykernel sets input per request

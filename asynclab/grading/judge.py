@@ -12,8 +12,8 @@ Shared by ``asynclab check`` (a learner checks their own notebook) and
 * **The verdict comes from the course's checks**, captured before any learner
   code runs, and is refused when the learner's code replaced part of the course
   package, asyncio, the clock or the interpreter's hooks (see
-  ``asynclab.grading_guard`` for what is covered and what is not).
-* **Hard limits** (``asynclab.grading_process``). Each cell has a time limit and
+  ``asynclab.grading.guard`` for what is covered and what is not).
+* **Hard limits** (``asynclab.grading.kernel_process``). Each cell has a time limit and
   the notebook has one; the kernel runs under a memory limit and its resident
   memory is polled. A kernel that overruns, hangs in a top-level ``await``,
   exhausts memory or dies is killed with its whole process tree (psutil), and
@@ -49,7 +49,7 @@ import nbformat
 from asynclab.authoring import ANSWER_TAG, CHECK_TAG, make_exercise
 from asynclab.checking import Finding, Report
 from asynclab.checks import exercises_for, registry
-from asynclab.grading_process import CellRun, KernelRun, Limits, raise_if_cancelling
+from asynclab.grading.kernel_process import CellRun, KernelRun, Limits, raise_if_cancelling
 
 __all__ = ["UnusableInput", "Limits", "CourseNotebook", "ExerciseVerdict", "NotebookVerdict",
            "course_root", "course_notebooks", "load_course_notebook", "read_notebook",
@@ -137,8 +137,8 @@ class CourseNotebook:
 def _course_digest(stem: str, template: Any) -> str:
     h = hashlib.sha256(GRADER_VERSION.encode())
     h.update(nbformat.writes(template).encode())
-    package = Path(__file__).resolve().parent
-    for name in ("grading_guard.py", "judge.py", "checking.py", "fakes.py", "vtime.py"):
+    package = Path(__file__).resolve().parent.parent
+    for name in ("grading/guard.py", "grading/judge.py", "checking.py", "fakes.py", "vtime.py"):
         with contextlib.suppress(OSError):
             h.update((package / name).read_bytes())
     for check in exercises_for(stem).values():
@@ -313,7 +313,7 @@ def assemble(course: CourseNotebook, learner: Any, limits: Limits, result_dir: P
     guard = GUARD_NAME + secrets.token_hex(6)
     matched, missing = _match_answers(course, learner)
     judge_budget = max(limits.timeout_cell, JUDGE_BUDGET_PER_VARIANT_S * len(limits.variants))
-    setup = (f"{guard} = __import__('asynclab.grading_guard', fromlist=['install']).install("
+    setup = (f"{guard} = __import__('asynclab.grading.guard', fromlist=['install']).install("
              f"{course.stem!r}, {course.exercises!r}, globals())")
     cells = [PlannedCell("setup", setup, "the grader's setup", max(SETUP_BUDGET_S,
                                                                     limits.timeout_cell))]
@@ -581,7 +581,7 @@ def _exercise_verdicts(state: _Judging, answer_runs: dict[str, CellRun],
 
 
 def describe_tampering(changed: list[str]) -> str:
-    from asynclab.grading_guard import describe_tampering as words
+    from asynclab.grading.guard import describe_tampering as words
 
     return words(changed)
 

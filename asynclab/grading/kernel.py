@@ -1,8 +1,8 @@
 """Start an IPython kernel with hard resource limits: the kernel the judge runs notebooks in.
 
-Usage (what ``asynclab.judge`` puts in the kernel spec)::
+Usage (what ``asynclab.grading.judge`` puts in the kernel spec)::
 
-    python -m asynclab.grading_kernel --memory-mb 2048 -f CONNECTION_FILE [ipykernel options]
+    python -m asynclab.grading.kernel --memory-mb 2048 -f CONNECTION_FILE [ipykernel options]
 
 Before the kernel starts, in the kernel's own process (inherited by anything it starts):
 
@@ -44,7 +44,7 @@ def apply_limits(memory_mb: int | None, file_mb: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m asynclab.grading_kernel", add_help=False)
+    parser = argparse.ArgumentParser(prog="python -m asynclab.grading.kernel", add_help=False)
     parser.add_argument("--memory-mb", type=int, default=None)
     parser.add_argument("--file-mb", type=int, default=DEFAULT_FILE_MB)
     ours, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asynclab.judge import GRADER_VERSION, ExerciseVerdict, NotebookVerdict
+from asynclab.grading.judge import GRADER_VERSION, ExerciseVerdict, NotebookVerdict
 
 __all__ = ["write_outputs", "POINTS_RULE"]
 

@@ -19,7 +19,7 @@ What is guaranteed:
 
 * every learner folder has a row in the gradebook, even an empty one;
 * an exercise earns a point only when the course's public and hidden checks
-  passed on the learner's own re-executed code (see ``asynclab.judge``);
+  passed on the learner's own re-executed code (see ``asynclab.grading.judge``);
 * one learner's broken notebook (endless loop, dying kernel, flood of output,
   not a notebook at all) costs only that notebook its points; everyone else is
   still graded;
@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-from asynclab.grading_process import kill_tree, raise_if_cancelling
-from asynclab.judge import (CourseNotebook, Limits, NotebookVerdict, UnusableInput, course_notebooks,
-                            file_digest, judge_file, load_course_notebook, unusable_verdict)
+from asynclab.grading.kernel_process import kill_tree, raise_if_cancelling
+from asynclab.grading.judge import (CourseNotebook, Limits, NotebookVerdict, UnusableInput,
+                                    course_notebooks, file_digest, judge_file,
+                                    load_course_notebook, unusable_verdict)
 
 __all__ = ["GradeSettings", "Submission", "Learner", "find_learners", "grade", "main_grade"]
 
@@ -403,7 +404,7 @@ async def grade(settings: GradeSettings) -> GradeRun:
 
 def main_grade(settings: GradeSettings) -> int:
     """Run the grading and write the gradebook; the exit status of ``asynclab grade``."""
-    from asynclab.grading_report import write_outputs
+    from asynclab.grading.report import write_outputs
 
     run = asyncio.run(grade(settings))
     paths = write_outputs(run, settings)

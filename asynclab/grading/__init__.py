@@ -1,0 +1,22 @@
+"""Grading: ``asynclab check`` (one learner) and ``asynclab grade`` (a class), on the host.
+
+The package has three audiences, and this subpackage is the third:
+
+* lessons import ``asynclab`` (timelines, virtual time, timing);
+* checks (``asynclab.checks``, ``asynclab.checking``) judge one function in a running kernel;
+* grading (here) runs learners' notebooks in fresh, sandboxed kernels and writes verdicts.
+
+Modules:
+
+* ``command``: ``asynclab grade``: find the class's notebooks, grade them several at once,
+  resume, stop cleanly on a signal;
+* ``judge``: build the notebook that runs (course cells, the learner's answers, hidden judging
+  cells), run it, turn what happened into a verdict per exercise;
+* ``kernel_process``: one kernel process under hard limits (time, memory, output);
+* ``sandbox``: the bubblewrap sandbox each grading kernel starts in;
+* ``kernel``: the kernel's own entry point inside the sandbox (limits, then ipykernel);
+* ``guard``: the judge that runs inside the kernel, before and after the learner's code;
+* ``report``: the gradebook (CSV, JSON) and the feedback pages.
+
+Nothing here is imported by ``import asynclab``.
+"""
