@@ -31,6 +31,21 @@ if [ -z "$(CHROMIUM)" ]; then \
 fi
 endef
 
+# The grading sandbox (asynclab grade) is made with bubblewrap; without it tests/test_sandbox.py
+# is skipped, and the grader tests run unsandboxed.
+BWRAP := $(shell command -v bwrap 2>/dev/null)
+define SANDBOX_NOTE
+if [ -z "$(BWRAP)" ]; then \
+  echo ""; \
+  echo "************************************************************************"; \
+  echo "*  SANDBOX TESTS SKIPPED: bubblewrap (bwrap) is not installed, so the   *"; \
+  echo "*  grading sandbox (tests/test_sandbox.py) was not tested. Install it:  *"; \
+  echo "*      sudo apt-get install -y bubblewrap                               *"; \
+  echo "************************************************************************"; \
+  echo ""; \
+fi
+endef
+
 .PHONY: venv lab test exercises index bench site clean
 
 venv: $(STAMP) $(LAB_SETTINGS)
@@ -53,7 +68,8 @@ lab: $(STAMP) $(LAB_SETTINGS)
 
 test: $(STAMP) $(LAB_SETTINGS)
 	@$(BROWSER_NOTE)
-	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; $(BROWSER_NOTE); exit $$status
+	@$(SANDBOX_NOTE)
+	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; $(BROWSER_NOTE); $(SANDBOX_NOTE); exit $$status
 
 exercises: $(STAMP)
 	$(BIN)/asynclab exercises

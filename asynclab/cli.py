@@ -117,10 +117,24 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         print("asynclab grade: --jobs must be at least 1", file=sys.stderr)
         return EXIT_UNUSABLE
+    if args.no_sandbox:
+        print("asynclab grade: WARNING: --no-sandbox: learner code runs with your own rights: "
+              "it can read other learners' notebooks and the solutions, change the gradebook, "
+              "signal the grader and reach your network. gradebook.json records it.",
+              file=sys.stderr)
+    else:
+        from asynclab.grading.sandbox import unavailable
+
+        why = unavailable()
+        if why:
+            print(f"asynclab grade: cannot grade in a sandbox: {why}. To grade without one "
+                  "(only for code you trust), add --no-sandbox.", file=sys.stderr)
+            return EXIT_UNUSABLE
     settings = GradeSettings(submissions=submissions.resolve(), out=Path(args.out).resolve(),
                              root=course_root(args.root), max_in_flight=args.jobs,
                              force=args.force,
-                             limits=_limits(args, variants=("public", "hidden"), want_png=True),
+                             limits=_limits(args, variants=("public", "hidden"), want_png=True,
+                                            sandbox=not args.no_sandbox),
                              show_progress=not args.quiet)
     return main_grade(settings)
 
@@ -164,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="notebooks run at once (default: the number of cores)")
     p.add_argument("--force", action="store_true", help="grade again what an earlier run graded")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run learner code without the bubblewrap sandbox, with your own rights "
+                        "(only for code you trust; recorded in gradebook.json)")
     _add_limits(p, cell=60, notebook=300)
     p.set_defaults(func=cmd_grade)
     return parser

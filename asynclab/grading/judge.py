@@ -429,6 +429,9 @@ def _fatal_words(run: CellRun, limits: Limits) -> str:
                 "top level of the cell)")
     if run.status == "memory":
         return f"used more than {limits.memory_mb} MB of memory and was stopped"
+    if run.status == "disk":
+        return (f"wrote more than {limits.folder_cap_mb} MB into the folders it shares with the "
+                "grader and was stopped")
     return ("made the kernel die (os._exit, sys.exit in a thread, a crash, or memory "
             f"beyond {limits.memory_mb} MB?)")
 
@@ -444,6 +447,7 @@ class _Judging:
         self.judge_problems: dict[str, str] = {}
         self.answer_stopped: set[str] = set()  # exercises whose answer cell had to be killed
         self.deadline: float | None = None  # set when the first kernel is ready
+        self.result_dir: Path | None = None  # where the judging cells write their verdicts
 
     def settled(self, exercise: str) -> bool:
         """Judged, or known to be unjudgeable (its answer cell stopped the kernel)."""
@@ -481,7 +485,8 @@ async def _attempt(state: _Judging, workdir: Path,
     ``started`` is awaited once the kernel is ready, before the first cell runs.
     """
     plan, limits = state.plan, state.limits
-    kernel = KernelRun(plan.cells, limits, workdir, on_kernel)
+    kernel = KernelRun(plan.cells, limits, workdir, on_kernel, 
+                       shared=tuple(p for p in [state.result_dir] if p))
     try:
         try:
             await kernel.start()
@@ -508,7 +513,7 @@ async def _attempt(state: _Judging, workdir: Path,
                 run = CellRun(cell.label, cell.role, "not run", run.seconds,
                               error="the notebook's time limit ran out")
             state.runs.setdefault(index, run)
-            if run.status in ("timeout", "died", "memory", "not run"):
+            if run.status in ("timeout", "died", "memory", "disk", "not run"):
                 if run.status == "died":
                     run.traceback = run.traceback or kernel.log_tail()
                 return index, run
@@ -615,7 +620,6 @@ async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
     started = time.monotonic()
     verdict = NotebookVerdict(course.stem)
     workdir = Path(tempfile.mkdtemp(prefix="asynclab-judge-"))
-    (workdir / "work").mkdir()
     # The verdicts go to a folder of their own, not next to the kernel's working folder.
     result_dir = Path(tempfile.mkdtemp(prefix="asynclab-verdicts-"))
     try:
@@ -623,6 +627,7 @@ async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
         verdict.notes += plan.notes
         verdict.flags += plan.flags
         state = _Judging(course, plan, limits)
+        state.result_dir = result_dir
         stopped: str | None = None
         if any(cell.role == "answer" for cell in plan.cells):  # else: nothing of theirs to run
             try:

@@ -13,6 +13,13 @@ Before the kernel starts, in the kernel's own process (inherited by anything it 
 * ``RLIMIT_FSIZE`` = ``--file-mb``: no file the notebook writes grows beyond it
   (the write fails with an error instead of filling the disk);
 * ``RLIMIT_CORE`` = 0: a crashing kernel leaves no core dump.
+* ``RLIMIT_NPROC`` = ``--max-processes``: processes and threads of the kernel's user (in
+  the sandbox, that user has this sandbox alone): a fork bomb fails inside its notebook;
+* ``RLIMIT_CPU`` = ``--cpu-s``: seconds of CPU time per process.
+
+In the sandbox of a root grader (``asynclab.grading.sandbox``), ``--run-as UID`` then makes
+the kernel its own unprivileged user, after it has read its connection file (which the
+grader wrote for root only) and before any notebook code runs.
 """
 
 from __future__ import annotations
@@ -26,14 +33,18 @@ import sys
 DEFAULT_FILE_MB = 256
 
 
-def apply_limits(memory_mb: int | None, file_mb: int | None) -> None:
-    """Lower this process's limits (never raise them above the current hard limit)."""
+def apply_limits(memory_mb: int | None, file_mb: int | None, max_processes: int | None = None,
+                 cpu_s: int | None = None) -> None:
+    """Lower this process's limits, the hard limit too: notebook code cannot raise them again."""
 
-    def lower(which: int, value: int) -> None:
+    def lower(which: int, value: int, hard_extra: int = 0) -> None:
         soft, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
-        resource.setrlimit(which, (value, hard))
+        ceiling = value + hard_extra
+        if hard != resource.RLIM_INFINITY:
+            ceiling = min(ceiling, hard)
+        resource.setrlimit(which, (value, ceiling))
 
     if memory_mb:
         lower(resource.RLIMIT_DATA, memory_mb * 1024 * 1024)
@@ -41,14 +52,43 @@ def apply_limits(memory_mb: int | None, file_mb: int | None) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails, not the kernel
         lower(resource.RLIMIT_FSIZE, file_mb * 1024 * 1024)
     lower(resource.RLIMIT_CORE, 0)
+    if max_processes:
+        lower(resource.RLIMIT_NPROC, max_processes)
+    if cpu_s:
+        lower(resource.RLIMIT_CPU, cpu_s, hard_extra=5)  # SIGXCPU, then SIGKILL
+
+
+def become(uid: int, connection_file: str, copy_to: str) -> str:
+    """Switch to user ``uid`` (no groups, no capabilities left); returns the connection file
+    to use, a copy in a folder the new user can read."""
+    with open(connection_file, "rb") as original:
+        info = original.read()
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:  # pragma: no cover - the kernel would be root
+        raise SystemExit("asynclab.grading.kernel: could not give up root")
+    fd = os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as copy:
+        copy.write(info)
+    return copy_to
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m asynclab.grading.kernel", add_help=False)
     parser.add_argument("--memory-mb", type=int, default=None)
     parser.add_argument("--file-mb", type=int, default=DEFAULT_FILE_MB)
+    parser.add_argument("--max-processes", type=int, default=None)
+    parser.add_argument("--cpu-s", type=int, default=None)
+    parser.add_argument("--run-as", type=int, default=None)
+    parser.add_argument("-f", dest="connection_file", default=None)
     ours, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    apply_limits(ours.memory_mb, ours.file_mb)
+    apply_limits(ours.memory_mb, ours.file_mb, ours.max_processes, ours.cpu_s)
+    connection_file = ours.connection_file
+    if ours.run_as is not None and connection_file:
+        connection_file = become(ours.run_as, connection_file, "/tmp/home/kernel.json")
+    if connection_file:
+        rest = ["-f", connection_file, *rest]
     # What ipykernel_launcher does: the kernel's folder is not an import location.
     if sys.path and sys.path[0] in ("", ".", os.getcwd()):
         del sys.path[0]

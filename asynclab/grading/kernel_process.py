@@ -24,6 +24,7 @@ import inspect
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,9 @@ class Limits:
     output_cap_bytes: int = 1_000_000  # per cell; the rest of a flood is dropped
     variants: tuple[str, ...] = ("public",)
     want_png: bool = False
+    sandbox: bool = False  # each kernel in a bubblewrap sandbox (asynclab.grading.sandbox)
+    max_processes: int = 512  # processes and threads of one sandboxed kernel (RLIMIT_NPROC)
+    folder_cap_mb: int = 64  # what a sandboxed kernel may write into the host folders it shares
 
 
 @dataclass
@@ -92,6 +96,25 @@ def kill_tree(pid: int | None) -> list[psutil.Process]:
     return procs
 
 
+def wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Wait until each process has exited (gone, or a zombie: dead, waiting to be reaped).
+
+    A zombie counts as dead: a sandbox's processes are reaped by whoever adopts them, which
+    in a container may be slow to do it, and they hold nothing any more.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(procs)
+    while pending and time.monotonic() < deadline:
+        still = []
+        for proc in pending:
+            with contextlib.suppress(psutil.Error):
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    still.append(proc)
+        pending = still
+        if pending:
+            time.sleep(0.005)
+
+
 def tree_rss_mb(pid: int) -> float:
     try:
         root = psutil.Process(pid)
@@ -105,9 +128,18 @@ def tree_rss_mb(pid: int) -> float:
     return total / (1024 * 1024)
 
 
-def _kernel_argv(limits: Limits) -> list[str]:
-    return [sys.executable, "-m", "asynclab.grading.kernel", "--memory-mb", str(limits.memory_mb),
-            "-f", "{connection_file}", "--HistoryManager.hist_file=:memory:",
+def _kernel_argv(limits: Limits, sandbox: list[str] | None = None,
+                 run_as: int | None = None) -> list[str]:
+    """The kernel's command line; in a sandbox, behind ``bwrap ... --`` and with the limits
+    that only make sense there (processes of its own user, CPU time)."""
+    argv = [sys.executable, "-m", "asynclab.grading.kernel", "--memory-mb", str(limits.memory_mb)]
+    if sandbox is not None:
+        cpu_s = int(limits.timeout_notebook + limits.startup_timeout + KILL_GRACE_S)
+        argv = [*sandbox, *argv, "--max-processes", str(limits.max_processes),
+                "--cpu-s", str(cpu_s)]
+        if run_as is not None:
+            argv += ["--run-as", str(run_as)]
+    return [*argv, "-f", "{connection_file}", "--HistoryManager.hist_file=:memory:",
             "--IPKernelApp.log_level=CRITICAL"]
 
 
@@ -127,15 +159,36 @@ def _content_size(content: dict) -> int:
     return size + sum(len(str(line)) for line in content.get("traceback", []) or [])
 
 
-def _make_client(cells: list[Any], limits: Limits):
-    """An nbclient client for ``cells`` with our kernel spec and an output cap."""
+def folder_mb(folders: list[Path], max_entries: int = 10_000) -> float:
+    """Megabytes of the files under ``folders`` (a bounded walk: enough to catch a flood)."""
+    total = entries = 0
+    stack = list(folders)
+    while stack and entries < max_entries:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as found:
+            for entry in found:
+                entries += 1
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+    return total / (1024 * 1024) if entries < max_entries else float("inf")
+
+
+def _make_client(cells: list[Any], limits: Limits, argv: list[str],
+                 ipc_dir: Path | None = None):
+    """An nbclient client for ``cells`` with our kernel spec and an output cap.
+
+    With ``ipc_dir``, the kernel and the grader talk over Unix sockets in that folder
+    (jupyter_client's ``ipc`` transport): the only way into a sandbox without a network.
+    """
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
     class GradingKernelSpecs(KernelSpecManager):
         def get_kernel_spec(self, kernel_name: str, *args: Any, **kwargs: Any) -> KernelSpec:
-            return KernelSpec(argv=_kernel_argv(limits), display_name="asynclab grading",
+            return KernelSpec(argv=argv, display_name="asynclab grading",
                               language="python", name=kernel_name, interrupt_mode="signal")
 
     class CappedClient(NotebookClient):
@@ -150,8 +203,12 @@ def _make_client(cells: list[Any], limits: Limits):
                 return None
             return super().output(outs, msg, display_id, cell_index)
 
+    transport = {}
+    if ipc_dir is not None:
+        transport = {"transport": "ipc", "ip": str(ipc_dir / "kernel"),
+                     "connection_file": str(ipc_dir / "kernel.json")}
     km = AsyncKernelManager(kernel_name="asynclab-grading",
-                            kernel_spec_manager=GradingKernelSpecs())
+                            kernel_spec_manager=GradingKernelSpecs(), **transport)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c.source) for c in cells]
     client = CappedClient(nb, km=km, allow_errors=True, startup_timeout=int(limits.startup_timeout),
@@ -187,19 +244,40 @@ class KernelRun:
     """
 
     def __init__(self, cells: list[Any], limits: Limits, workdir: Path,
-                 on_kernel: Callable[[int | None], None] | None = None) -> None:
+                 on_kernel: Callable[[int | None], None] | None = None,
+                 shared: tuple[Path, ...] = ()) -> None:
+        """``workdir``: the host folder of this notebook's run. ``shared``: host folders the
+        kernel must write (the judge's verdicts); in a sandbox, they and a fresh ``run``
+        folder (sockets) are the only host folders it sees."""
         self.cells, self.limits, self.workdir = cells, limits, workdir
-        self.client, self.km, self.nb = _make_client(cells, limits)
         self.kill_reason: str | None = None
         self.pid: int | None = None
+        self.uid: int | None = None
         self._watchdog: asyncio.Task | None = None
         self._on_kernel = on_kernel
         self._log = None
+        self._shared: list[Path] = list(shared)
+        if limits.sandbox:
+            from asynclab.grading import sandbox
+
+            run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
+            self._shared.append(run_dir)
+            self.uid = sandbox.UIDS.take()
+            if self.uid is not None:  # a root grader: the kernel's own user must write them,
+                for folder in self._shared:  # and root (without capabilities there) read
+                    os.chown(folder, self.uid, self.uid)  # its connection file in run_dir
+                    os.chmod(folder, 0o711)
+            spec = sandbox.SandboxSpec(run_dir, tuple(shared))
+            argv = _kernel_argv(limits, sandbox.bwrap_argv(spec), self.uid)
+            self.client, self.km, self.nb = _make_client(cells, limits, argv, ipc_dir=run_dir)
+        else:
+            (workdir / "work").mkdir(exist_ok=True)
+            self.client, self.km, self.nb = _make_client(cells, limits, _kernel_argv(limits))
 
     async def start(self) -> None:
         self._log = open(self.workdir / "kernel.log", "ab")  # noqa: SIM115 - closed in stop()
-        await self.km.start_kernel(cwd=str(self.workdir / "work"), env=_kernel_env(),
-                                   stdout=self._log, stderr=self._log)
+        await self.km.start_kernel(cwd=str(self.workdir / ("." if self.limits.sandbox else "work")),
+                                   env=_kernel_env(), stdout=self._log, stderr=self._log)
         self.pid = getattr(self.km.provisioner, "pid", None)
         if self._on_kernel:
             self._on_kernel(self.pid)
@@ -208,10 +286,18 @@ class KernelRun:
             await self.client.async_start_new_kernel_client()
 
     async def _watch_memory(self) -> None:
+        """Kill the kernel above its memory limit, or (in a sandbox) when it fills the host
+        folders it shares with the grader."""
+        polls = 0
         while self.pid is not None:
             await asyncio.sleep(MEMORY_POLL_S)
+            polls += 1
             if tree_rss_mb(self.pid) > self.limits.memory_mb:
                 self.kill("memory")
+                return
+            if self.limits.sandbox and polls % 4 == 0 \
+                    and folder_mb(self._shared) > self.limits.folder_cap_mb:
+                self.kill("disk")
                 return
 
     def kill(self, reason: str) -> None:
@@ -238,8 +324,8 @@ class KernelRun:
             expired = isinstance(exc, TimeoutError)
             if expired:
                 self.kill("timeout")
-            run.status = {"memory": "memory", "timeout": "timeout"}.get(self.kill_reason or "",
-                                                                       "died")
+            run.status = {"memory": "memory", "timeout": "timeout", "disk": "disk"}.get(
+                self.kill_reason or "", "died")
             if self.kill_reason is None and not isinstance(exc, DeadKernelError):
                 run.error = f"{type(exc).__name__}: {exc}"
         else:
@@ -259,7 +345,7 @@ class KernelRun:
         if self._on_kernel:
             self._on_kernel(None)
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(psutil.wait_procs, procs, 3)
+            await asyncio.to_thread(wait_dead, procs, 3)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 if self.client.kc is not None:
@@ -271,6 +357,11 @@ class KernelRun:
                 await pending
         if self._log is not None:
             self._log.close()
+        if self.uid is not None:
+            from asynclab.grading import sandbox
+
+            sandbox.UIDS.give_back(self.uid)
+            self.uid = None
 
     def log_tail(self, lines: int = 5) -> str:
         with contextlib.suppress(OSError):

@@ -74,9 +74,25 @@ def notebook_summary(run, learner, stem: str) -> dict[str, Any]:
     return verdict.to_dict(with_png=False)
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell a spreadsheet will not run as a formula (OWASP, "CSV injection").
+
+    A learner controls their folder's name: ``=HYPERLINK(...)`` or ``@SUM(...)`` would
+    become a live formula in the instructor's spreadsheet. Such text is prefixed with
+    ``'``, which spreadsheets show as text; numbers are left as they are.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_csv(path: Path, run) -> None:
     columns = ["student", *(name for name, _ in exercise_columns(run)), "total"]
-    rows = [learner_row(run, learner) for learner in run.learners]
+    rows = [{key: csv_safe(value) for key, value in learner_row(run, learner).items()}
+            for learner in run.learners]
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", newline="", encoding="utf-8") as out:
         writer = csv.DictWriter(out, fieldnames=columns)
@@ -97,6 +113,9 @@ def write_json(path: Path, run, settings) -> None:
         "limits": {"timeout_cell_s": limits.timeout_cell,
                    "timeout_notebook_s": limits.timeout_notebook,
                    "memory_mb": limits.memory_mb, "variants": list(limits.variants)},
+        # Whether learner code ran in the bubblewrap sandbox (asynclab.grading.sandbox), or
+        # with the grader's own rights (--no-sandbox).
+        "sandbox": limits.sandbox,
         "exercises": [{"id": name, "notebook": stem} for name, stem in exercise_columns(run)],
         "stray_files": run.stray,
         "learners": [],
