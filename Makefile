@@ -3,7 +3,7 @@
 #   make test   build .venv/ on first use, then run the whole suite
 # Other targets: make venv (only build), make exercises (regenerate exercises/ from solutions/),
 # make index (regenerate the course map in notebooks/00_index.ipynb),
-# make bench (print the tracing-overhead ratio),
+# make bench (print the tracing-overhead ratio), make bench-grader (grading times, sandbox cost),
 # make site (the read-only web edition of the lessons, into site/).
 
 PYTHON ?= python3
@@ -46,7 +46,7 @@ if [ -z "$(BWRAP)" ]; then \
 fi
 endef
 
-.PHONY: venv lab test exercises index bench site clean
+.PHONY: venv lab test exercises index bench bench-grader site clean
 
 venv: $(STAMP) $(LAB_SETTINGS)
 
@@ -79,6 +79,9 @@ index: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_tracing.py
+
+bench-grader: $(STAMP)
+	$(BIN)/python scripts/bench_grader.py
 
 site: $(STAMP)
 	$(BIN)/python scripts/build_site.py --out site

@@ -89,7 +89,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     root = course_root(args.root)
     paths = [Path(p) for p in args.notebooks]
     try:
-        results = asyncio.run(_check_all(paths, root, _limits(args)))
+        results = asyncio.run(_check_all(paths, root, _limits(args, want_png=bool(args.html))))
     except KeyboardInterrupt:  # the kernels were killed on the way out
         print("asynclab check: interrupted", file=sys.stderr)
         return 130
@@ -102,6 +102,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print_verdict(str(path), result)
         if not result.passed and status == EXIT_PASSED:
             status = EXIT_FAILED
+    if args.html:
+        from asynclab.grading.report import check_page
+
+        page = Path(args.html)
+        page.write_text(check_page([(str(path), str(r) if isinstance(r, UnusableInput) else r)
+                                    for path, r in zip(paths, results)]), encoding="utf-8")
+        print(f"the report and your timelines are in {page.resolve()} (open it in a browser)")
     return status
 
 
@@ -164,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "status: 0 all passed, 1 something failed, 2 a file cannot be judged.")
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK",
                    help="an exercise notebook, named like the course's (05_semaphore.ipynb)")
+    p.add_argument("--html", metavar="REPORT.html",
+                   help="also write what the check cells show (reports and the timelines of "
+                        "your code) as a web page")
     _add_limits(p, cell=60, notebook=300)
     p.set_defaults(func=cmd_check)
 

@@ -5,12 +5,13 @@ reference answer pasted in, every third one a sequential, wrong answer), then, i
 the same run:
 
 1. grades them with the grader (``--jobs`` = the number of cores, public and
-   hidden checks, timelines drawn, everything the real command does);
+   hidden checks, timelines drawn, everything the real command does), with each
+   kernel in its bubblewrap sandbox (the default) and again without (``--no-sandbox``);
 2. executes the same notebooks one after another with plain nbclient
    (``NotebookClient(nb).execute()``: one kernel each, started, run, shut down).
 
-and prints both times and their ratio (grader / sequential). A ratio well under 1
-means kernel start-up and execution of different notebooks overlap.
+and prints the times, what the sandbox costs, and the ratio grader / sequential. A
+ratio well under 1 means kernel start-up and execution of different notebooks overlap.
 
     .venv/bin/python scripts/bench_grader.py [--learners 6] [--jobs N] [--repeat 1]
 """
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from asynclab.grading.command import GradeSettings, grade  # noqa: E402
 from asynclab.grading.report import write_outputs  # noqa: E402
+from asynclab.grading import sandbox  # noqa: E402
 from asynclab.grading.judge import Limits  # noqa: E402
 
 STEM = "05_semaphore"
@@ -74,10 +76,11 @@ def build_class(folder: Path, learners: int) -> list[Path]:
     return paths
 
 
-def run_grader(submissions: Path, out: Path, jobs: int) -> tuple[float, dict]:
+def run_grader(submissions: Path, out: Path, jobs: int, sandbox: bool) -> tuple[float, dict]:
     settings = GradeSettings(submissions=submissions, out=out, root=ROOT, max_in_flight=jobs,
                              force=True, show_progress=False,
-                             limits=Limits(variants=("public", "hidden"), want_png=True))
+                             limits=Limits(variants=("public", "hidden"), want_png=True,
+                                           sandbox=sandbox))
     started = time.perf_counter()
     run = asyncio.run(grade(settings))
     write_outputs(run, settings)
@@ -106,17 +109,32 @@ def main() -> None:
         tmp_path = Path(tmp)
         paths = build_class(tmp_path / "submissions", args.learners)
         run_sequential(paths[:1], tmp_path)  # warm-up: imports and disk caches for both sides
-        graded, sequential = [], []
-        for _ in range(args.repeat):
-            seconds, points = run_grader(tmp_path / "submissions", tmp_path / "out", args.jobs)
-            graded.append(seconds)
+        sandboxed, plain, sequential = [], [], []
+        with_sandbox = sandbox.unavailable() is None
+        for _ in range(args.repeat):  # interleaved, so a change of load hits all three alike
+            if with_sandbox:
+                seconds, points = run_grader(tmp_path / "submissions", tmp_path / "out-sandbox",
+                                             args.jobs, sandbox=True)
+                sandboxed.append(seconds)
+            seconds, plain_points = run_grader(tmp_path / "submissions", tmp_path / "out",
+                                               args.jobs, sandbox=False)
+            plain.append(seconds)
             sequential.append(run_sequential(paths, tmp_path))
-    g, s = statistics.median(graded), statistics.median(sequential)
-    passed = sum(1 for p in points.values() if p)
+    p, s = statistics.median(plain), statistics.median(sequential)
+    passed = sum(1 for v in plain_points.values() if v)
     print(f"{args.learners} learners x {STEM}.ipynb, {os.cpu_count()} cores, grader --jobs "
-          f"{args.jobs} ({passed} of {args.learners} passed)")
-    print(f"  grader (public + hidden checks, timelines): {g:6.2f} s")
+          f"{args.jobs} ({passed} of {args.learners} passed), median of {args.repeat}")
+    if with_sandbox:
+        g = statistics.median(sandboxed)
+        assert points == plain_points, "the sandbox changed a grade"
+        print(f"  grader, each kernel in its sandbox:         {g:6.2f} s")
+    else:
+        g = p
+        print(f"  grader in a sandbox: not measured ({sandbox.unavailable()})")
+    print(f"  grader --no-sandbox:                        {p:6.2f} s")
     print(f"  plain nbclient, one after another:          {s:6.2f} s")
+    if with_sandbox:
+        print(f"  what the sandbox costs:                     {100 * (g / p - 1):+5.1f} %")
     print(f"  ratio (grader / sequential):                {g / s:6.2f}")
 
 

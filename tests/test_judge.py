@@ -213,11 +213,16 @@ def test_report_text_is_rebuilt_exactly():
 # -- asynclab check: exit codes ----------------------------------------------------------------
 
 
-def test_check_exits_0_when_the_reference_passes(capsys):
-    assert main(["check", str(ROOT / "solutions" / f"{STEM}.ipynb")]) == 0
+def test_check_exits_0_when_the_reference_passes_and_writes_the_page(capsys, tmp_path):
+    page = tmp_path / "report.html"
+    assert main(["check", str(ROOT / "solutions" / f"{STEM}.ipynb"), "--html", str(page)]) == 0
     out = capsys.readouterr().out
     assert "fetch_all_urls: all 7 checks passed" in out
     assert "1 of 1 exercise(s) passed" in out
+    assert f"the report and your timelines are in {page}" in out
+    html = page.read_text(encoding="utf-8")
+    assert "fetch_all_urls" in html and html.count('class="pass">PASS') == 7
+    assert 'src="data:image/png;base64,' in html  # the learner's timeline
 
 
 def test_check_exits_1_on_the_unsolved_exercise(capsys):
@@ -241,3 +246,47 @@ def test_check_exits_2_on_unusable_input(capsys, tmp_path, name, content, fragme
     assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("asynclab check: ") and fragment in err and "\n" not in err
+
+
+# -- hidden-check seeds --------------------------------------------------------------------------
+
+
+def test_the_hidden_seed_is_only_in_the_judging_cells(course, tmp_path):
+    seed = 987654321123
+    plan = assemble(course, solved(), LIMITS, tmp_path, seed)
+    holding = {cell.role for cell in plan.cells if str(seed) in cell.source}
+    assert holding == {"judge"}
+    assert all(str(seed) in cell.source for cell in plan.cells if cell.role == "judge")
+
+
+def test_the_hidden_seed_reaches_a_check_that_takes_one():
+    seen = []
+
+    def with_seed(fn, *, variant="public", seed=None):
+        seen.append((variant, seed))
+
+    def without_seed(fn, *, variant="public"):
+        seen.append((variant, "no seed"))
+
+    grading_guard.run_check(with_seed, None, "hidden", 42)
+    grading_guard.run_check(without_seed, None, "hidden", 42)
+    assert seen == [("hidden", 42), ("hidden", "no seed")]
+
+
+def test_hidden_seeds_are_secret_and_stable():
+    from asynclab.grading.judge import hidden_seed
+
+    assert hidden_seed(b"class secret", "ab" * 32) == hidden_seed(b"class secret", "ab" * 32)
+    assert hidden_seed(b"class secret", "ab" * 32) != hidden_seed(b"another", "ab" * 32)
+    assert hidden_seed(b"class secret", "ab" * 32) != hidden_seed(b"class secret", "cd" * 32)
+
+
+def test_the_class_secret_is_made_once_and_private(tmp_path):
+    import stat
+
+    from asynclab.grading.command import class_secret
+
+    first = class_secret(tmp_path / "out")
+    assert len(first) == 32 and class_secret(tmp_path / "out") == first
+    mode = (tmp_path / "out" / ".hidden-seed-secret").stat().st_mode
+    assert stat.S_IMODE(mode) == 0o600

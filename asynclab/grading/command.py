@@ -31,9 +31,12 @@ What is guaranteed:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import re
+import secrets
 import signal
 import sys
 import time
@@ -62,6 +65,7 @@ class GradeSettings:
     force: bool = False
     limits: Limits = field(default_factory=Limits)
     show_progress: bool = True
+    secret: bytes | None = None  # the class's secret for hidden-check seeds (see class_secret)
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,21 @@ class ResultStore:
         os.replace(temporary, path)  # atomic: a half-written verdict is never read back
 
 
+def class_secret(out: Path) -> bytes:
+    """``OUT/.hidden-seed-secret``: made once per gradebook, readable by the instructor only.
+
+    It never enters a sandbox; the hidden checks' seeds are drawn from it and each file's
+    digest (``asynclab.grading.judge.hidden_seed``), so a re-run gives the same verdicts.
+    """
+    path = out / ".hidden-seed-secret"
+    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
 def submission_key(sub: Submission, course: CourseNotebook) -> str:
     return f"{file_digest(sub.path)[:32]}-{course.digest}"
 
@@ -282,7 +301,8 @@ async def judge_safely(sub: Submission, course: CourseNotebook, settings: GradeS
     try:
         async with asyncio.timeout(backstop):
             return await judge_file(sub.path, settings.root, limits, course=course,
-                                    on_kernel=kernels.tracker(), run_gate=slots.running)
+                                    on_kernel=kernels.tracker(), run_gate=slots.running,
+                                    secret=settings.secret)
     except UnusableInput as exc:  # kept: the same file is just as unusable next time
         verdict = unusable_verdict(sub.stem, course, str(exc))
         verdict.source, verdict.sha256 = str(sub.path), file_digest(sub.path)
@@ -351,6 +371,8 @@ class GradeRun:
 async def grade(settings: GradeSettings) -> GradeRun:
     """Grade the class; stops cleanly on SIGINT/SIGTERM and says so in ``interrupted``."""
     started = time.monotonic()
+    if settings.secret is None:
+        settings = dataclasses.replace(settings, secret=class_secret(settings.out))
     courses = load_courses(settings.root)
     learners, stray = find_learners(settings.submissions, list(courses),
                                     skip=(settings.out.resolve(),))
@@ -398,6 +420,7 @@ async def grade(settings: GradeSettings) -> GradeRun:
         for signum in handled:
             loop.remove_signal_handler(signum)
         progress.close()
+        kernels.kill_all()  # none is left by now; the gradebook is written after all are gone
     run.seconds = time.monotonic() - started
     return run
 

@@ -39,8 +39,9 @@ has written it (it would need the nonce, which is only in the judging cell's
 code). The host flags answer cells that use such tools (frames, ``gc``,
 ``ctypes``, ``setattr`` on modules, ``globals()``...) for the instructor's
 review, and re-executes everything, so forged outputs and edited check cells
-are never trusted. For untrusted classes, run the grader in a container: the
-learner's code can also read and write the grader's files.
+are never trusted. What the learner's code can reach outside its kernel (the other
+learners' work, the gradebook, the grader's processes, the network) is closed by the
+sandbox ``asynclab grade`` starts every kernel in (``asynclab.grading.sandbox``).
 """
 
 from __future__ import annotations
@@ -255,6 +256,19 @@ def _checks_module(notebook: str) -> types.ModuleType:
                       f"(the course has: {', '.join(sorted(known))})")
 
 
+def run_check(check: Callable[..., Any], fn: Any, variant: str, seed: int | None) -> Any:
+    """``check(fn, variant=..., seed=...)``; a check that draws nothing at random takes no seed."""
+    import inspect
+
+    try:
+        takes_seed = "seed" in inspect.signature(check).parameters
+    except (TypeError, ValueError):
+        takes_seed = False
+    if takes_seed:
+        return check(fn, variant=variant, seed=seed)
+    return check(fn, variant=variant)
+
+
 def install(notebook: str, exercises: list[str], namespace: dict[str, Any]) -> Callable[..., None]:
     """Capture the course's checks and the fingerprint; return the judge for this notebook.
 
@@ -282,8 +296,12 @@ def install(notebook: str, exercises: list[str], namespace: dict[str, Any]) -> C
         return sorted(set(compare(before, snapshot(), allowed) + exercises_intact()))
 
     def judge(exercise: str, variants: tuple[str, ...], result_path: str, nonce: str,
-              want_png: bool = True) -> None:
-        """Judge one exercise and write the verdict to ``result_path`` (which must not exist)."""
+              want_png: bool = True, seed: int | None = None) -> None:
+        """Judge one exercise and write the verdict to ``result_path`` (which must not exist).
+
+        ``seed`` draws the hidden check's inputs: the grader puts it in this judging cell only,
+        which runs after the learner's code, so reading the course package does not reveal them.
+        """
         started = perf_counter()
         verdict: dict[str, Any] = {"nonce": nonce, "exercise": exercise, "tampering": [],
                                    "defined": True, "reports": {}, "errors": [], "warnings": [],
@@ -299,7 +317,7 @@ def install(notebook: str, exercises: list[str], namespace: dict[str, Any]) -> C
             fn = namespace[exercise]
             for variant in variants:
                 try:
-                    report = checks[exercise](fn, variant=variant)
+                    report = run_check(checks[exercise], fn, variant, seed)
                 except BaseException as exc:  # noqa: BLE001 - learner code may raise anything
                     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                     verdict["errors"].append(f"the {variant} check stopped with {text}")

@@ -32,6 +32,7 @@ import ast
 import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -307,8 +308,12 @@ def _course_label(cell_index: int, source: str) -> str:
     return f"course cell {cell_index} (`{first[:50]}`)"
 
 
-def assemble(course: CourseNotebook, learner: Any, limits: Limits, result_dir: Path) -> Plan:
-    """The cells to execute: guard setup, course cells with the learner's answers, judging cells."""
+def assemble(course: CourseNotebook, learner: Any, limits: Limits, result_dir: Path,
+             seed: int | None = None) -> Plan:
+    """The cells to execute: guard setup, course cells with the learner's answers, judging cells.
+
+    ``seed`` (for the hidden checks' inputs) appears in the judging cells only.
+    """
     nonce = secrets.token_hex(16)
     guard = GUARD_NAME + secrets.token_hex(6)
     matched, missing = _match_answers(course, learner)
@@ -323,7 +328,7 @@ def assemble(course: CourseNotebook, learner: Any, limits: Limits, result_dir: P
     def judge_cell(name: str) -> PlannedCell:
         path = result_dir / f"{secrets.token_hex(8)}.json"
         source = (f"{guard}({name!r}, {tuple(limits.variants)!r}, {str(path)!r}, {nonce!r}, "
-                  f"{limits.want_png!r})")
+                  f"{limits.want_png!r}, {seed!r})")
         judged.add(name)
         return PlannedCell("judge", source, f"judging {name}", judge_budget, [name], str(path))
 
@@ -594,13 +599,14 @@ def describe_tampering(changed: list[str]) -> str:
 async def judge_notebook(learner: Any, course: CourseNotebook, limits: Limits, *,
                          on_kernel: Callable[[int | None], None] | None = None,
                          run_gate: contextlib.AbstractAsyncContextManager | None = None,
-                         ) -> NotebookVerdict:
+                         seed: int | None = None) -> NotebookVerdict:
     """Run ``learner`` (a notebook node) as described in the module docstring.
 
     Never raises for anything the learner's code does; CancelledError passes
     through, after the kernel is killed. ``run_gate`` (e.g. a semaphore) is
     entered once the first kernel is ready and held until the end: the caller
-    can let kernels start while other notebooks still run.
+    can let kernels start while other notebooks still run. ``seed`` draws the
+    hidden checks' inputs (see ``hidden_seed``).
     """
     async with contextlib.AsyncExitStack() as stack:
         gate_entered = False
@@ -611,19 +617,20 @@ async def judge_notebook(learner: Any, course: CourseNotebook, limits: Limits, *
                 gate_entered = True
                 await stack.enter_async_context(run_gate)
 
-        return await _judge_notebook(learner, course, limits, on_kernel, kernel_ready)
+        return await _judge_notebook(learner, course, limits, on_kernel, kernel_ready, seed)
 
 
 async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
                           on_kernel: Callable[[int | None], None] | None,
-                          kernel_ready: Callable[[], Awaitable[None]]) -> NotebookVerdict:
+                          kernel_ready: Callable[[], Awaitable[None]],
+                          seed: int | None = None) -> NotebookVerdict:
     started = time.monotonic()
     verdict = NotebookVerdict(course.stem)
     workdir = Path(tempfile.mkdtemp(prefix="asynclab-judge-"))
     # The verdicts go to a folder of their own, not next to the kernel's working folder.
     result_dir = Path(tempfile.mkdtemp(prefix="asynclab-verdicts-"))
     try:
-        plan = assemble(course, learner, limits, result_dir)
+        plan = assemble(course, learner, limits, result_dir, seed)
         verdict.notes += plan.notes
         verdict.flags += plan.flags
         state = _Judging(course, plan, limits)
@@ -721,12 +728,22 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def hidden_seed(secret: bytes, digest: str) -> int:
+    """The hidden checks' seed for one submitted file: secret (the grader's, never in a
+    kernel before the judging cells), yet the same for the same file, so that grading a
+    notebook twice gives the same verdict."""
+    return int.from_bytes(hmac.new(secret, digest.encode(), hashlib.sha256).digest()[:8], "big")
+
+
 async def judge_file(path: Path, root: Path, limits: Limits, *,
                      course: CourseNotebook | None = None,
                      on_kernel: Callable[[int | None], None] | None = None,
                      run_gate: contextlib.AbstractAsyncContextManager | None = None,
-                     ) -> NotebookVerdict:
+                     secret: bytes | None = None) -> NotebookVerdict:
     """Judge the notebook at ``path`` against the course at ``root``.
+
+    With ``secret`` (the grader's), the hidden checks draw their inputs from
+    ``hidden_seed(secret, the file's digest)``.
 
     Raises UnusableInput when ``path`` is not a notebook or not one of the
     course's exercise notebooks (the grader turns that into a verdict).
@@ -738,10 +755,12 @@ async def judge_file(path: Path, root: Path, limits: Limits, *,
         raise UnusableInput(f"{path.name}: not a notebook (the name does not end in .ipynb)")
     course = course or load_course_notebook(stem, root)
     learner = read_notebook(path)
+    digest = file_digest(path)
+    seed = hidden_seed(secret, digest) if secret is not None else None
     verdict = await judge_notebook(learner, course, limits, on_kernel=on_kernel,
-                                   run_gate=run_gate)
+                                   run_gate=run_gate, seed=seed)
     verdict.source = str(path)
-    verdict.sha256 = file_digest(path)
+    verdict.sha256 = digest
     verdict.key = f"{verdict.sha256[:32]}-{course.digest}"
     return verdict
 

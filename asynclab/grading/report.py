@@ -253,6 +253,38 @@ def feedback_page(run, learner, settings) -> str:
 """
 
 
+def check_page(results: list[tuple[str, Any]]) -> str:
+    """``asynclab check --html``: what the check cells show, for each notebook checked (the
+    report of every check and the learner's timeline), as one self-contained page.
+
+    ``results``: ``(path, NotebookVerdict)``, or ``(path, message)`` for a file that could not
+    be judged.
+    """
+    sections = []
+    for path, verdict in results:
+        sections.append(f"<h2>{_e(path)}</h2>")
+        if isinstance(verdict, str):
+            sections.append(f'<p class="box">{_e(verdict)}</p>')
+            continue
+        if verdict.message:
+            sections.append(f'<p class="box">{_e(verdict.message)}</p>')
+        if verdict.notes:
+            sections.append("<p>Notes:</p><ul>" + "".join(f"<li>{_e(n)}</li>"
+                                                          for n in verdict.notes) + "</ul>")
+        for ex in verdict.exercises.values():
+            sections.append(_exercise_section(ex, ("public",)).replace(" / 1 point", " / 1"))
+        sections.append(_run_log(verdict))
+    body = "\n".join(sections)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>asynclab check</title>
+<style>{STYLE}</style></head><body>
+<h1>asynclab check</h1>
+{body}
+<p class="muted">asynclab check, {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>
+</body></html>
+"""
+
+
 def write_outputs(run, settings) -> list[Path]:
     """Write the gradebook and the feedback pages; returns the paths written."""
     out = settings.out
