@@ -17,7 +17,8 @@ but not *what* it did in each dark stretch. ``Moments`` lets the code say it::
 ``note(label)`` records the loop's clock, the calling task and the label;
 ``figure(timeline)`` draws the timeline with each label on its task's row, at
 its time. ``text()`` lists the same moments in order, one line each, which is
-deterministic on virtual time (for printing, and for tests).
+deterministic on virtual time (for printing, and for tests). Labels of one row at one
+instant are drawn as one, joined with commas.
 
 Guarantees: notes are kept in the order they were made; a note made outside a
 traced task (or after its timeline ended) is kept in ``text()`` and skipped in
@@ -91,23 +92,25 @@ class Moments:
         drawn = len(timeline.records[:MAX_ROWS])
         span = max(timeline.elapsed, 1e-9)
         unit, scale = time_unit(span)
-        stacked: dict[tuple[int, float], int] = {}
+        # Labels of one row at one instant are joined ("read 30, refused"): stacked, they would
+        # run into the row above.
+        spots: dict[tuple[int, float], list[str]] = {}
         for moment in self.items:
             row = moment.row
             if moment.timeline is not timeline or row is None or row >= drawn:
                 continue
-            y = drawn - 1 - row
             x = (moment.at - timeline.t0) * scale
-            if not 0 <= x <= span * scale * 1.0001:
-                continue
-            # Two labels at the same instant on the same row go one above the other.
-            level = stacked.get((row, round(x, 9)), 0)
-            stacked[(row, round(x, 9))] = level + 1
+            if 0 <= x <= span * scale * 1.0001:
+                spots.setdefault((row, round(x, 9)), []).append(moment.label)
+        for (row, x), labels in spots.items():
+            y = drawn - 1 - row
             right_side = x > span * scale * 0.75
             ax.plot([x], [y + 0.3], marker="v", color=MARK_COLOR, markersize=5, linestyle="none")
-            ax.annotate(moment.label, (x, y + 0.3), xytext=(-3 if right_side else 3, 2 + 9 * level),
+            ax.annotate(", ".join(labels), (x, y + 0.3), xytext=(-3 if right_side else 3, 2),
                         textcoords="offset points", fontsize=8, color=MARK_COLOR,
                         ha="right" if right_side else "left", va="bottom")
+        # Taller rows than a plain timeline's, so that each label fits below the next row's bar.
+        fig.set_size_inches(width, min(0.9 + 0.5 * max(drawn, 1), 14.0))
         ax.set_ylim(-0.7, drawn - 0.3 + 0.45)
         return fig
 

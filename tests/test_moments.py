@@ -80,3 +80,21 @@ def test_unnamed_tasks_take_their_coroutine_name_and_clear_empties():
     assert [m.task_name for m in moments.items] == ["helper"]
     moments.clear()
     assert moments.items == [] and moments.text() == ""
+
+
+def test_labels_of_one_row_at_one_instant_are_joined():
+    moments = Moments()
+
+    async def decide():
+        await asyncio.sleep(1)
+        moments.note("read 30")
+        moments.note("refused")
+        await asyncio.sleep(1)
+
+    async def main():
+        with trace() as timeline:
+            await asyncio.create_task(decide(), name="Bob")
+        return timeline
+
+    timeline = run_virtual(main()).unwrap()
+    assert [t.get_text() for t in moments.figure(timeline).axes[0].texts] == ["read 30, refused"]
