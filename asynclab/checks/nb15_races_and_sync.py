@@ -10,8 +10,10 @@ scenes on virtual time, against a fake ``fetch`` the check controls:
 * **a walk-away**: the first caller of a slow key is cancelled while another
   waits for the same fetch, and a third asks after the cancellation.
 
-Each caller is a task of the check's own that records what ``get`` gave it
-(a value, an error, a cancellation) and when, on the virtual clock. Callers
+The scenes are played one after the other in one virtual run (one timeline),
+each with a new cache and a new fake service. Each caller is a task of the
+check's own that records what ``get`` gave it (a value, an error, a
+cancellation) and when, on the virtual clock, from the start of its scene. Callers
 still waiting long after everything should have ended are recorded as stuck
 (the check then stops them), so that a cache that strands its waiters is
 diagnosed by name instead of ending the run as a deadlock.
@@ -27,11 +29,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asynclab.checking import Finding, Observation, Report, common_findings, observe
-from asynclab.fakes import FakeService, ServiceError
+from asynclab.fakes import Call, FakeService, ServiceError
 
 NOTEBOOK = "15_races_and_sync"
 EXERCISE = "SingleFlightCache"
@@ -138,16 +140,17 @@ class Outcome:
 
 @dataclass
 class Played:
+    """One scene as it went: what each caller got, and the fake service's record."""
+
     scene: Scene
     service: FakeService
-    obs: Observation
     outcomes: list[Outcome]
+    t0: float = 0.0  # when the scene started, on the run's virtual clock
 
-    def fetches(self, key: str) -> list:
-        return self.service.calls_for(key)
-
-    def of(self, who: str) -> Outcome:
-        return next(o for o in self.outcomes if o.ask.who == who)
+    def fetches(self, key: str) -> list[Call]:
+        """The fetches of ``key``, timed from the start of the scene."""
+        return [replace(c, start=c.start - self.t0, end=None if c.end is None else c.end - self.t0)
+                for c in self.service.calls_for(key)]
 
 
 def _quiet_about_unretrieved(loop: asyncio.AbstractEventLoop, context: dict) -> None:
@@ -157,53 +160,71 @@ def _quiet_about_unretrieved(loop: asyncio.AbstractEventLoop, context: dict) -> 
         loop.default_exception_handler(context)
 
 
-def play(cls: Any, scene: Scene) -> Played:
-    """Run one scene against ``cls``: the callers arrive, the check watches what they get."""
-    service = FakeService(scene.latency_s, failures=scene.failures)
-    outcomes = [Outcome(a) for a in sorted(scene.asks, key=lambda a: a.at)]
+async def _act(cls: Any, played: Played) -> None:
+    """Play one scene: a new cache, the callers arriving on time, stuck callers stopped."""
+    scene = played.scene
+    loop = asyncio.get_running_loop()
+    played.t0 = t0 = loop.time()
+    cache = cls(played.service.fetch)
+    closing = False
+
+    async def ask(out: Outcome) -> None:
+        """One caller. It ends as get() did (so its timeline row shows a failure or a
+        cancellation), once the outcome is recorded."""
+        try:
+            out.value = await cache.get(out.ask.key)
+            out.how = "value"
+        except asyncio.CancelledError:
+            if closing:  # stopped by the check because it was stuck: it stays "waiting"
+                return
+            out.how = "cancelled"
+            raise
+        except Exception as exc:  # noqa: BLE001 - the learner's error is an outcome
+            out.how, out.error = "error", exc
+            raise
+        finally:
+            if out.how != "waiting":
+                out.ended = loop.time() - t0
+
+    tasks = []
+    for out in played.outcomes:
+        delay = t0 + out.ask.at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(ask(out), name=f"{out.ask.who}: get({out.ask.key!r})")
+        if out.ask.cancel_at is not None:
+            loop.call_at(t0 + out.ask.cancel_at, task.cancel)
+        tasks.append(task)
+    await asyncio.wait(tasks, timeout=max(t0 + scene.horizon() - loop.time(), 0.0))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # recorded in its Outcome; retrieved, so asyncio does not log it
+    stuck = [t for t in tasks if not t.done()]
+    closing = True
+    for task in stuck:
+        task.cancel()
+    if stuck:
+        await asyncio.wait(stuck, timeout=1.0)
+    for out in played.outcomes:
+        if isinstance(out.error, NotImplementedError):
+            raise out.error  # an unwritten get(): reported as "not written yet"
+
+
+def play(cls: Any, scenes_: tuple[Scene, ...]) -> tuple[Observation, list[Played]]:
+    """Play the scenes one after the other in one virtual run, each with a cache of its own."""
+    played = [Played(sc, FakeService(sc.latency_s, failures=sc.failures),
+                     [Outcome(a) for a in sorted(sc.asks, key=lambda a: a.at)])
+              for sc in scenes_]
 
     async def callers() -> None:
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(_quiet_about_unretrieved)
-        t0 = loop.time()
-        cache = cls(service.fetch)
-        closing = False
+        asyncio.get_running_loop().set_exception_handler(_quiet_about_unretrieved)
+        for one in played:
+            await _act(cls, one)
 
-        async def ask(out: Outcome) -> None:
-            try:
-                out.value = await cache.get(out.ask.key)
-                out.how = "value"
-            except asyncio.CancelledError:
-                if closing:  # stopped by the check because it was stuck: it stays "waiting"
-                    return
-                out.how = "cancelled"
-            except Exception as exc:  # noqa: BLE001 - the learner's error is an outcome
-                out.how, out.error = "error", exc
-            out.ended = loop.time() - t0
-
-        tasks = []
-        for out in outcomes:
-            delay = t0 + out.ask.at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(ask(out), name=f"{out.ask.who}: get({out.ask.key!r})")
-            if out.ask.cancel_at is not None:
-                loop.call_at(t0 + out.ask.cancel_at, task.cancel)
-            tasks.append(task)
-        await asyncio.wait(tasks, timeout=max(t0 + scene.horizon() - loop.time(), 0.0))
-        stuck = [t for t in tasks if not t.done()]
-        closing = True
-        for task in stuck:
-            task.cancel()
-        if stuck:
-            await asyncio.wait(stuck, timeout=1.0)
-        for out in outcomes:
-            if isinstance(out.error, NotImplementedError):
-                raise out.error  # an unwritten get(): reported as "not written yet"
-
-    obs = observe(callers, name="the check's callers", max_virtual_s=scene.horizon() + 600.0,
+    obs = observe(callers, name="the check's callers",
+                  max_virtual_s=sum(sc.horizon() for sc in scenes_) + 600.0,
                   namespaces=(_globals_of(cls),))
-    return Played(scene, service, obs, outcomes)
+    return obs, played
 
 
 def _globals_of(cls: Any) -> dict:
@@ -254,17 +275,34 @@ def _reused_coroutine(exc: BaseException | None) -> bool:
                                               or "already awaited" in str(exc))
 
 
-def _got(out: Outcome) -> str:
-    """What a caller got, in words."""
+def _got(out: Outcome, timed: bool = True) -> str:
+    """What a caller got, in words (with when, if ``timed``)."""
+    at = f" at {_s(out.ended)}" if timed and out.ended is not None else ""
     if out.how == "value":
         if inspect.isawaitable(out.value):
-            return f"got {_awaitable_name(out.value)} instead of the value: a forgotten `await`"
-        return f"got {out.value!r}"[:120]
+            return f"got {_awaitable_name(out.value)}{at} instead of the value: a forgotten `await`"
+        return f"got {repr(out.value)[:80]}{at}"
     if out.how == "error":
-        return f"raised {_error_text(out.error)}"
+        return f"raised {_error_text(out.error)}{at}"
     if out.how == "cancelled":
-        return f"got CancelledError at {_s(out.ended)}, though the check never cancelled it"
+        return f"got CancelledError{at}, though the check never cancelled it"
     return "was still waiting when the check gave up on it"
+
+
+def _instead(out: Outcome, end: float) -> str:
+    """``", instead of its value at 4 s"``, unless what it got already says what went wrong."""
+    if _hint_for(out, "") or out.how == "waiting":
+        return ""
+    return f", instead of its value at {_s(max(out.ask.at, end))}"
+
+
+def _hint_for(out: Outcome, default: str) -> str:
+    """The hint that fits what a caller got, when it points at a mistake of its own."""
+    if out.how == "value" and inspect.isawaitable(out.value):
+        return HINT_FORGOTTEN_AWAIT
+    if _reused_coroutine(out.error):
+        return HINT_SHARE_TASK
+    return default
 
 
 # -- judging --------------------------------------------------------------------------------
@@ -345,30 +383,34 @@ def _judge_rush(report: Report, p: Played) -> None:
                    "Start the fetch of a key the moment its first caller asks for it.")
 
     # 4. A fetched value is kept: later callers get it at once, without a new fetch.
-    kept_bad = []
+    serial_hint = ("It waited behind other keys' fetches: see 'different keys fetched at the same "
+                   "time' above.")
+    kept_bad: list[tuple[Outcome, str]] = []
     for o in outs:
         end = sc.first_end(o.ask.key)
         if o.ask.at <= end + TOLERANCE_S:
             continue
-        refetched = [c for c in p.fetches(o.ask.key) if c.start >= end - TOLERANCE_S]
-        if refetched:
-            kept_bad.append(f"{o.ask.who} asked for {o.ask.key!r} at {_s(o.ask.at)}, after its "
-                            f"fetch had ended, and it was fetched again")
+        asked = f"{o.ask.who} asked for {o.ask.key!r} at {_s(o.ask.at)}, after its fetch had ended"
+        if any(c.start >= end - TOLERANCE_S for c in p.fetches(o.ask.key)):
+            kept_bad.append((o, f"{asked}, and it was fetched again"))
         elif o.how != "value" or o.ended is None or o.ended > o.ask.at + TOLERANCE_S:
-            kept_bad.append(f"{o.ask.who} asked for {o.ask.key!r} at {_s(o.ask.at)}, after its "
-                            f"fetch had ended, and {_got(o)}" + (
-                                f" at {_s(o.ended)}" if o.how == "value" else ""))
-    report.add("a fetched value is kept", not kept_bad,
-               "callers who came after a fetch had ended got its value at once, with no new "
-               "fetch" if not kept_bad else kept_bad[0],
-               "Keep the value (or the finished Task) once a fetch succeeds, and give it "
-               "straight back to later callers.")
+            kept_bad.append((o, f"{asked}, and {_got(o)}"))
+    if not kept_bad:
+        report.add("a fetched value is kept", True,
+                   "callers who came after a fetch had ended got its value at once, with no new "
+                   "fetch")
+    else:
+        o, msg = kept_bad[0]
+        slow_only = o.how == "value" and not inspect.isawaitable(o.value) and late
+        report.add("a fetched value is kept", False, msg,
+                   serial_hint if slow_only else
+                   _hint_for(o, "Keep the value (or the finished Task) once a fetch succeeds, "
+                                "and give it straight back to later callers."))
 
     # 5. Each waiting caller gets the value the moment its fetch ends.
     slow = [o for o in outs if o.how == "value" and o.ended is not None
             and o.ask.at <= sc.first_end(o.ask.key) + TOLERANCE_S
             and o.ended > max(o.ask.at, sc.first_end(o.ask.key)) + TOLERANCE_S]
-    slow = [o for o in slow if o.ask.key not in {k for k, _ in late}]  # judged above
     if not slow:
         report.add("waiters get the value the moment it arrives", True,
                    "every waiting caller got its value at the instant the fetch ended")
@@ -379,10 +421,16 @@ def _judge_rush(report: Report, p: Played) -> None:
                    f"{o.ask.who} asked for {o.ask.key!r} at {_s(o.ask.at)} and got it at "
                    f"{_s(o.ended)}, though the first fetch of it ended at "
                    f"{_s(sc.first_end(o.ask.key))}",
-                   "It waited for a fetch of its own instead of the one already running (see "
-                   "above)." if own else
+                   "It waited for a fetch of its own instead of the one already running: see "
+                   "'one fetch per key' above." if own else serial_hint if late else
                    "Do not poll (`while ...: await asyncio.sleep(...)` notices late): await the "
                    "running fetch itself, a Task or a Future, which wakes you the moment it ends.")
+
+
+HINT_SHARE_OUTCOME = ("Share the outcome, not just the turn: callers that only wait for their "
+                      "turn (behind a lock, or polling a flag) each fetch again after a failure. "
+                      "Let them all await the same Task, which raises the same error in each of "
+                      "them.")
 
 
 def _judge_outage(report: Report, p: Played) -> None:
@@ -393,6 +441,7 @@ def _judge_outage(report: Report, p: Played) -> None:
     later = [o for o in p.outcomes if o.ask.at > failed_at + TOLERANCE_S]
     fetches = p.fetches(key)
     retry_at = min(o.ask.at for o in later)
+    during = [c for c in fetches if c.start < failed_at - TOLERANCE_S]
     extra = [c for c in fetches if failed_at - TOLERANCE_S <= c.start < retry_at - TOLERANCE_S]
 
     # 6. The failure reaches every caller waiting for that fetch.
@@ -400,57 +449,59 @@ def _judge_outage(report: Report, p: Played) -> None:
     wrong = [o for o in waiting if not (o.how == "error" and isinstance(o.error, ServiceError)
                                         and o.ended is not None
                                         and abs(o.ended - failed_at) <= TOLERANCE_S)]
+    prop = "a failure reaches every waiter"
     if not wrong:
-        report.add("a failure reaches every waiter", True,
-                   f"the fetch of {key!r} failed at {_s(failed_at)}, and all {len(waiting)} "
-                   f"callers waiting for it got its error then")
+        report.add(prop, True, f"the fetch of {key!r} failed at {_s(failed_at)}, and all "
+                               f"{len(waiting)} callers waiting for it got its error then")
+    elif len(during) > 1:
+        starts = ", ".join(_s(c.start).removesuffix(" s") for c in during)
+        report.add(prop, False,
+                   f"{key!r} was fetched {len(during)} times (started at {starts} s) while its "
+                   f"first fetch was failing: each caller had a fetch of its own, so they did not "
+                   f"share its outcome",
+                   "One fetch per key, shared by its callers: see 'one fetch per key' above.")
     elif stuck:
-        report.add("a failure reaches every waiter", False,
+        one = len(stuck) == 1
+        report.add(prop, False,
                    f"the fetch of {key!r} failed at {_s(failed_at)}, and {_names(stuck)} "
-                   f"{'was' if len(stuck) == 1 else 'were'} still waiting for it "
-                   f"{STUCK_AFTER_S:g} s later: nothing woke {'it' if len(stuck) == 1 else 'them'}"
-                   f" up (an Event set only on success?)",
+                   f"{'was' if one else 'were'} still waiting for it {STUCK_AFTER_S:g} s later: "
+                   f"nothing woke {'it' if one else 'them'} up (an Event set only on success?)",
                    "When the fetch fails, every waiter must be woken with that failure. A Task "
                    "holds the exception too: callers awaiting it all get it raised.")
     elif extra:
-        report.add("a failure reaches every waiter", False,
+        report.add(prop, False,
                    f"the fetch of {key!r} failed at {_s(failed_at)}; the callers waiting for "
                    f"it did not get its error: they fetched it again themselves "
                    f"({len(extra)} more fetch{'es' if len(extra) > 1 else ''}, from "
-                   f"{_s(extra[0].start)})",
-                   "Share the outcome, not just the turn: with a lock per key, the waiters "
-                   "retry one after another. Let them all await the same Task, which raises "
-                   "the same error in each of them.")
+                   f"{_s(extra[0].start)})", HINT_SHARE_OUTCOME)
     else:
         o = wrong[0]
-        report.add("a failure reaches every waiter", False,
+        report.add(prop, False,
                    f"the fetch of {key!r} failed at {_s(failed_at)} with ServiceError; "
-                   f"{o.ask.who} (waiting since {_s(o.ask.at)}) {_got(o)}"
-                   + (f" at {_s(o.ended)}" if o.how in ("value", "error") else ""),
-                   "Give every waiter the fetch's own outcome: await the one Task, which "
-                   "raises the same exception in every caller awaiting it.")
+                   f"{o.ask.who} (waiting since {_s(o.ask.at)}) {_got(o)}",
+                   _hint_for(o, "Give every waiter the fetch's own outcome: await the one Task, "
+                                "which raises the same exception in every caller awaiting it."))
 
-    # 7. A failure is not kept: the next call fetches again.
+    # 7. A failure is not kept: a later call gets a value (a new fetch's).
     o = later[0]
-    refetch = [c for c in fetches if c.start >= failed_at - TOLERANCE_S]
-    ok = (o.how == "value" and o.value == p.service.result_for(key) and len(refetch) >= 1
-          and o.ended is not None and o.ended <= o.ask.at + sc.latency_s[key] + TOLERANCE_S)
+    ok = (o.how == "value" and o.value == p.service.result_for(key) and o.ended is not None
+          and o.ended <= o.ask.at + sc.latency_s[key] + TOLERANCE_S)
+    since = f"{o.ask.who} asked for {key!r} at {_s(o.ask.at)}, {_s(o.ask.at - failed_at)} after "
+    hint = ("Forget a fetch that failed (remove its Task from the dict when it fails, for "
+            "example in a done callback), so that the next call tries again.")
     if ok:
-        msg = (f"{o.ask.who} asked again at {_s(o.ask.at)}, after the failure, and got the "
-               f"value of a new fetch")
-    elif not refetch and o.how == "error" and isinstance(o.error, ServiceError):
-        msg = (f"{o.ask.who} asked for {key!r} at {_s(o.ask.at)}, {_s(o.ask.at - failed_at)} "
-               f"after the failure, and got the old error again without a new fetch: the "
-               f"failure is kept forever")
+        msg = f"{since}the failure, and got the value of a fetch that worked"
+    elif o.how == "error" and isinstance(o.error, ServiceError) \
+            and not any(c.start >= o.ask.at - TOLERANCE_S for c in fetches):
+        msg = f"{since}the failure, and got the old error again without a new fetch: the " \
+              f"failure is kept forever"
     elif o.how == "waiting":
-        msg = (f"{o.ask.who} asked for {key!r} at {_s(o.ask.at)}, after the failure, and was "
-               f"still waiting {STUCK_AFTER_S:g} s later: the failed fetch left {key!r} marked "
-               f"as in progress")
+        msg = (f"{since}the failure, and was still waiting {STUCK_AFTER_S:g} s later: the failed "
+               f"fetch left {key!r} marked as in progress")
     else:
-        msg = f"{o.ask.who} asked for {key!r} at {_s(o.ask.at)}, after the failure, and {_got(o)}"
-    report.add("a failure is not kept", ok, msg,
-               "Forget a fetch that failed (remove its Task from the dict when it fails, for "
-               "example in a done callback), so that the next call tries again.")
+        msg = f"{since}the failure, and {_got(o)}"
+        hint = _hint_for(o, hint)
+    report.add("a failure is not kept", ok, msg, hint)
 
 
 def _judge_walk_away(report: Report, p: Played) -> None:
@@ -462,61 +513,75 @@ def _judge_walk_away(report: Report, p: Played) -> None:
     end = sc.first_end(key)
     fetches = p.fetches(key)
 
+    def fine(o: Outcome) -> bool:
+        return (o.how == "value" and o.value == p.service.result_for(key)
+                and o.ended is not None and abs(o.ended - max(o.ask.at, end)) <= TOLERANCE_S)
+
     # 8. A cancelled caller leaves the fetch to the others.
-    fine = (len(fetches) == 1 and fetches[0].outcome == "ok"
-            and all(o.how == "value" and o.value == p.service.result_for(key)
-                    and o.ended is not None and abs(o.ended - max(o.ask.at, end)) <= TOLERANCE_S
-                    for o in others))
+    prop = "a cancelled caller does not strand the others"
+    bad = [o for o in others if not fine(o)]
+    before = [c for c in fetches if c.start < cancel_at - TOLERANCE_S]
+    killed = bool(fetches) and fetches[0].outcome == "cancelled" \
+        and fetches[0].end is not None and abs(fetches[0].end - cancel_at) <= TOLERANCE_S
     victims = [o for o in others if o.how == "cancelled"]
     stuck = [o for o in others if o.how == "waiting"]
-    killed = fetches and fetches[0].outcome == "cancelled"
-    if fine:
-        msg = (f"{quitter.ask.who} was cancelled at {_s(cancel_at)}; the fetch of {key!r} went "
-               f"on and {_names(others)} got its value at {_s(end)}")
-        hint = ""
+    one = len(victims) == 1
+    if len(fetches) == 1 and fetches[0].outcome == "ok" and not bad:
+        report.add(prop, True, f"{quitter.ask.who} was cancelled at {_s(cancel_at)}; the fetch of "
+                               f"{key!r} went on and {_names(others)} got its value at {_s(end)}")
+    elif len(before) > 1:
+        starts = ", ".join(_s(c.start).removesuffix(" s") for c in before)
+        report.add(prop, False,
+                   f"{key!r} was fetched {len(before)} times (started at {starts} s) before "
+                   f"{quitter.ask.who} was even cancelled: each caller waited for a fetch of "
+                   f"its own", "One fetch per key, shared by its callers: see 'one fetch per "
+                               "key' above.")
     elif killed and victims:
-        msg = (f"cancelling {quitter.ask.who} at {_s(cancel_at)} cancelled the shared fetch of "
-               f"{key!r} too: {_names(victims)} got CancelledError though nobody cancelled "
-               f"{'it' if len(victims) == 1 else 'them'}")
-        hint = ("Awaiting a Task directly passes the caller's cancellation on to the Task. Await "
-                "it through `asyncio.shield(task)`: a cancelled caller stops waiting, and the "
-                "fetch goes on for the others (lesson 07).")
+        report.add(prop, False,
+                   f"cancelling {quitter.ask.who} at {_s(cancel_at)} cancelled the shared fetch "
+                   f"of {key!r} too: {_names(victims)} got CancelledError though nobody "
+                   f"cancelled {'it' if one else 'them'}",
+                   "Awaiting a Task directly passes the caller's cancellation on to the Task. "
+                   "Await it through `asyncio.shield(task)`: a cancelled caller stops waiting, "
+                   "and the fetch goes on for the others (lesson 07).")
     elif stuck:
-        msg = (f"{quitter.ask.who} was cancelled at {_s(cancel_at)}, and {_names(stuck)} "
-               f"{'was' if len(stuck) == 1 else 'were'} still waiting for {key!r} "
-               f"{STUCK_AFTER_S:g} s after its fetch should have ended")
-        hint = ("The fetch died with its first caller and left the others waiting for a result "
-                "that never comes (a CancelledError is not an Exception: `except Exception` "
-                "does not see it). Run the fetch in a Task of its own, and await it with "
-                "asyncio.shield.")
-    elif killed and len(fetches) > 1:
-        got = max((o.ended for o in others if o.ended is not None), default=None)
-        msg = (f"the fetch of {key!r} was cancelled with {quitter.ask.who} at {_s(cancel_at)} "
-               f"and started again at {_s(fetches[1].start)}: the others got the value only at "
-               f"{_s(got)} instead of {_s(end)}")
-        hint = ("The fetch must not belong to its first caller: run it in a Task of its own, "
-                "and await it with asyncio.shield, so that a cancelled caller only stops its "
-                "own wait.")
+        report.add(prop, False,
+                   f"{quitter.ask.who} was cancelled at {_s(cancel_at)}, and {_names(stuck)} "
+                   f"{'was' if len(stuck) == 1 else 'were'} still waiting for {key!r} "
+                   f"{STUCK_AFTER_S:g} s after its fetch should have ended",
+                   "The fetch died with its first caller and left the others waiting for a "
+                   "result that never comes (a CancelledError is not an Exception: `except "
+                   "Exception` does not see it). Run the fetch in a Task of its own, and await "
+                   "it with asyncio.shield.")
+    elif killed:
+        o = bad[0] if bad else others[0]
+        again = (f" (it was started again at {_s(fetches[1].start)})" if len(fetches) > 1 else "")
+        report.add(prop, False,
+                   f"the fetch of {key!r} was cancelled with {quitter.ask.who} at "
+                   f"{_s(cancel_at)}{again}; {o.ask.who} {_got(o)}{_instead(o, end)}",
+                   _hint_for(o, "The fetch must not belong to its first caller: run it in a Task "
+                                "of its own, and await it with asyncio.shield, so that a "
+                                "cancelled caller only stops its own wait."))
     else:
-        o = next((o for o in others if o.how != "value"), others[0])
-        msg = (f"after {quitter.ask.who} was cancelled at {_s(cancel_at)}, {o.ask.who} {_got(o)}"
-               + (f" at {_s(o.ended)}" if o.how == "value" else "")
-               + f"; {len(fetches)} fetch(es) of {key!r}")
-        hint = ("A cancelled caller must only stop its own wait: one fetch, in its own Task, "
-                "awaited through asyncio.shield.")
-    report.add("a cancelled caller does not strand the others", fine, msg, hint)
+        o = bad[0] if bad else others[0]
+        report.add(prop, False,
+                   f"after {quitter.ask.who} was cancelled at {_s(cancel_at)}, {o.ask.who} "
+                   f"{_got(o)}{_instead(o, end)}",
+                   _hint_for(o, "A cancelled caller must only stop its own wait: one fetch, in "
+                                "its own Task, awaited through asyncio.shield."))
 
     # 9. The cancelled caller really stops.
     stopped = quitter.how == "cancelled" and quitter.ended is not None \
         and abs(quitter.ended - cancel_at) <= TOLERANCE_S
+    swallowed = quitter.how in ("value", "error") and not inspect.isawaitable(quitter.value) \
+        and (quitter.ended or 0.0) > cancel_at + TOLERANCE_S
     report.add("a cancelled caller stops waiting", stopped,
                f"{quitter.ask.who} ended with CancelledError at {_s(cancel_at)}, when it was "
                f"cancelled" if stopped else
                f"{quitter.ask.who} was cancelled at {_s(cancel_at)} but {_got(quitter)}"
-               + (f" at {_s(quitter.ended)}: the cancellation was swallowed"
-                  if quitter.how in ("value", "error") and not inspect.isawaitable(quitter.value)
-                  and (quitter.ended or 0) > cancel_at else ""),
-               "Let CancelledError propagate out of get(): do not catch it, or re-raise it.")
+               + (": the cancellation was swallowed" if swallowed else ""),
+               "Let CancelledError propagate out of get(): do not catch it, or re-raise it."
+               if swallowed else _hint_for(quitter, "Let CancelledError propagate out of get()."))
 
 
 # -- the check --------------------------------------------------------------------------------
@@ -539,15 +604,6 @@ def _require_class(obj: Any) -> Finding | None:
     return None
 
 
-def _add_new(report: Report, findings: list[Finding]) -> None:
-    """Add the findings whose property the report does not have yet (one per property)."""
-    have = {f.prop for f in report.findings}
-    for finding in findings:
-        if finding.prop not in have:
-            report.findings.append(finding)
-            have.add(finding.prop)
-
-
 def check_single_flight_cache(cls: Any, *, variant: str = "public",
                               seed: int | None = None) -> Report:
     """Judge ``SingleFlightCache(fetch)`` and its ``await cache.get(key)``.
@@ -565,22 +621,14 @@ def check_single_flight_cache(cls: Any, *, variant: str = "public",
     if bad:
         report.findings.append(bad)
         return report
-    rush, outage, walk = scenes(variant, seed)
-
-    main = play(cls, rush)
-    report.timeline = main.obs.timeline
-    early = common_findings(EXERCISE, main.obs)
-    _add_new(report, early)
-    if main.obs.hang is not None or main.obs.error is not None:
+    obs, (rush, outage, walk) = play(cls, scenes(variant, seed))
+    report.timeline = obs.timeline
+    report.findings.extend(common_findings(EXERCISE, obs))
+    if obs.hang is not None or obs.error is not None:
         return report
-    _judge_rush(report, main)
-
-    for scene, judge in ((outage, _judge_outage), (walk, _judge_walk_away)):
-        played = play(cls, scene)
-        trouble = common_findings(EXERCISE, played.obs)
-        _add_new(report, trouble)
-        if played.obs.hang is None and played.obs.error is None:
-            judge(report, played)
+    _judge_rush(report, rush)
+    _judge_outage(report, outage)
+    _judge_walk_away(report, walk)
     return report
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pytest
 
 from asynclab.checks import check
@@ -111,7 +113,8 @@ class SingleFlightCache:
             if key not in self._values:
                 self._values[key] = await self._fetch(key)
             return self._values[key]
-''', "a failure reaches every waiter", "did not get its error: they fetched it again themselves (1 more fetch, from 1 s)"),
+''', "a failure reaches every waiter",
+        "did not get its error: they fetched it again themselves (1 more fetch, from 1 s)"),
     "the failure is kept forever": ('''
 import asyncio
 
@@ -359,7 +362,37 @@ class SingleFlightCache:
 ''', "written", "not written yet"),
 }
 
-HIDDEN_SEEDS = [None, 1, 7, 42]
+# The hint must fit what the code did: name: (property, a fragment of its hint).
+HINTS = {
+    "no de-duplication: check, await, then store": ("one fetch per key, however many ask",
+                                                    "This is the check-then-act race"),
+    "one lock for all keys": ("different keys fetched at the same time",
+                              "One lock around all of get()"),
+    "a lock per key: waiters retry after a failure": ("a failure reaches every waiter",
+                                                      "Share the outcome, not just the turn"),
+    "the failure is kept forever": ("a failure is not kept", "Forget a fetch that failed"),
+    "an Event set only on success": ("a failure reaches every waiter",
+                                     "A Task holds the exception too"),
+    "the Task awaited without shield": ("a cancelled caller does not strand the others",
+                                        "`asyncio.shield(task)`"),
+    "the first caller fetches inline: cancelling it strands the waiters": (
+        "a cancelled caller does not strand the others", "a CancelledError is not an Exception"),
+    "the coroutine stored instead of a Task": ("every caller gets its value",
+                                               "can be awaited only once"),
+    "polling for the value": ("waiters get the value the moment it arrives", "Do not poll"),
+    "forgotten await: the shielded task returned": ("every caller gets its value",
+                                                    "`return await ...`"),
+    "swallows its own cancellation": ("a cancelled caller stops waiting",
+                                      "Let CancelledError propagate"),
+}
+
+HIDDEN_SEEDS = [None, 42]
+
+
+@lru_cache(maxsize=None)
+def public_report(name):
+    """The public check's report on one wrong solution (each is judged once, for every test)."""
+    return check(define(WRONG[name][0], NAME))
 
 
 @pytest.mark.parametrize("code", [REFERENCE, ALTERNATIVE], ids=["reference", "alternative"])
@@ -378,31 +411,38 @@ def test_reference_passes_hidden_scenes_for_any_seed(seed):
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
-    report = check(define(code, NAME))
+    report = public_report(name)
     assert not report.passed
     failed = failed_props(report)
     assert prop in failed, report.text()
     assert fragment in failed[prop], report.text()
 
 
+@pytest.mark.parametrize("name", sorted(HINTS))
+def test_the_hint_fits_the_mistake(name):
+    prop, fragment = HINTS[name]
+    report = public_report(name)
+    hints = {f.prop: f.hint for f in report.findings if not f.passed}
+    assert fragment in hints[prop], report.text()
+
+
 def test_stub_gets_only_the_not_written_finding():
-    report = check(define(WRONG["stub"][0], NAME))
+    report = public_report("stub")
     assert [(f.prop, f.passed) for f in report.findings] == [("written", False)], report.text()
 
 
 @pytest.mark.parametrize("name, seed", [
     ("no de-duplication: check, await, then store", None), ("one lock for all keys", 5),
-    ("an Event set only on success", None), ("the failure is kept forever", 5),
-    ("the Task awaited without shield", None), ("the coroutine stored instead of a Task", 5)])
+    ("an Event set only on success", 11), ("the Task awaited without shield", 23)])
 def test_hidden_scenes_reject_them_too(name, seed):
     code, prop, _ = WRONG[name]
     report = check_single_flight_cache(define(code, NAME), variant="hidden", seed=seed)
     assert prop in failed_props(report), report.text()
 
 
-def test_a_correct_design_fails_nothing_else_when_one_property_fails():
-    """The diagnoses are specific: one lock for all keys is correct but serial, and only that."""
-    report = check(define(WRONG["one lock for all keys"][0], NAME))
+def test_one_lock_for_all_keys_is_correct_but_serial():
+    """The diagnoses are specific: one lock for all keys gives every caller its value, once."""
+    report = public_report("one lock for all keys")
     failed = failed_props(report)
     assert "every caller gets its value" not in failed
     assert "one fetch per key, however many ask" not in failed
@@ -433,5 +473,5 @@ def test_hidden_scenes_are_meaningful_for_any_seed():
 
 
 def test_report_text_is_deterministic():
-    cls = define(WRONG["one lock for all keys"][0], NAME)
-    assert check(cls).text() == check(cls).text()
+    name = "one lock for all keys"
+    assert check(define(WRONG[name][0], NAME)).text() == public_report(name).text()
