@@ -296,6 +296,27 @@ def _instead(out: Outcome, end: float) -> str:
     return f", instead of its value at {_s(max(out.ask.at, end))}"
 
 
+def _diag_for(out: Outcome, default: str) -> str:
+    """The diagnosis that fits what a caller got (see ``_hint_for``)."""
+    if out.how == "value" and inspect.isawaitable(out.value):
+        return "forgotten await"
+    if _reused_coroutine(out.error):
+        return "coroutine awaited twice"
+    return default
+
+
+def _add(report: Report, prop: str, passed: bool, message: str, hint: str,
+         diagnosis: str) -> None:
+    """``report.add``, with what the code did when it failed (``Finding.diagnosis``)."""
+    report.add(prop, passed, message, hint)
+    if not passed:
+        report.findings[-1].diagnosis = diagnosis  # read by tests and by the grader's report
+
+
+def _fail(report: Report, diagnosis: str, prop: str, message: str, hint: str) -> None:
+    _add(report, prop, False, message, hint, diagnosis)
+
+
 def _hint_for(out: Outcome, default: str) -> str:
     """The hint that fits what a caller got, when it points at a mistake of its own."""
     if out.how == "value" and inspect.isawaitable(out.value):
@@ -336,14 +357,17 @@ def _judge_rush(report: Report, p: Played) -> None:
         awaitable = next((o for o in bad if o.how == "value" and inspect.isawaitable(o.value)),
                          None)
         shown = reused or awaitable or first
+        diag = ("coroutine awaited twice" if reused else "forgotten await" if awaitable else
+                "waiters never woken" if shown.how == "waiting" else "wrong value")
         hint = (HINT_SHARE_TASK if reused else HINT_FORGOTTEN_AWAIT if awaitable else
                 "Nothing woke that caller up: every caller waiting for a key must be woken when "
                 "its fetch ends." if shown.how == "waiting" else
                 "Give every caller the value that `await fetch(key)` returned for its key.")
-        report.add("every caller gets its value", False,
-                   f"{len(bad)} of {len(outs)} callers did not get their value; "
-                   f"{shown.ask.who} (get({shown.ask.key!r}) at {_s(shown.ask.at)}) {_got(shown)}",
-                   hint)
+        _fail(report, diag,
+              "every caller gets its value",
+              f"{len(bad)} of {len(outs)} callers did not get their value; "
+              f"{shown.ask.who} (get({shown.ask.key!r}) at {_s(shown.ask.at)}) {_got(shown)}",
+              hint)
 
     # 2. One fetch per key for the callers who ask while it runs.
     dupes = []
@@ -357,9 +381,10 @@ def _judge_rush(report: Report, p: Played) -> None:
     else:
         key, during = dupes[0]
         starts = ", ".join(_s(c.start).removesuffix(" s") for c in during)
-        report.add("one fetch per key, however many ask", False,
-                   f"{key!r} was fetched {len(during)} times (started at {starts} s) for the "
-                   f"callers who asked while its first fetch was running", HINT_CHECK_THEN_ACT)
+        _fail(report, "check-then-act race",
+              "one fetch per key, however many ask",
+              f"{key!r} was fetched {len(during)} times (started at {starts} s) for the "
+              f"callers who asked while its first fetch was running", HINT_CHECK_THEN_ACT)
 
     # 3. Different keys are fetched at the same time.
     late = []
@@ -374,13 +399,14 @@ def _judge_rush(report: Report, p: Played) -> None:
     else:
         key, start = late[0]
         serial = p.service.max_in_flight <= 1
-        report.add("different keys fetched at the same time", False,
-                   f"{key!r} was first asked for at {_s(sc.first_at(key))}, but its fetch "
-                   + (f"started only at {_s(start)}" if start is not None else "never started")
-                   + ("; fetches of different keys ran one at a time (at most 1 in flight), as "
-                      "if one lock guarded every key" if serial else ""),
-                   HINT_ONE_LOCK if serial else
-                   "Start the fetch of a key the moment its first caller asks for it.")
+        _fail(report, "one lock for all keys" if serial else "fetch started late",
+              "different keys fetched at the same time",
+              f"{key!r} was first asked for at {_s(sc.first_at(key))}, but its fetch "
+              + (f"started only at {_s(start)}" if start is not None else "never started")
+              + ("; fetches of different keys ran one at a time (at most 1 in flight), as "
+                 "if one lock guarded every key" if serial else ""),
+              HINT_ONE_LOCK if serial else
+              "Start the fetch of a key the moment its first caller asks for it.")
 
     # 4. A fetched value is kept: later callers get it at once, without a new fetch.
     serial_hint = ("It waited behind other keys' fetches: see 'different keys fetched at the same "
@@ -402,10 +428,11 @@ def _judge_rush(report: Report, p: Played) -> None:
     else:
         o, msg = kept_bad[0]
         slow_only = o.how == "value" and not inspect.isawaitable(o.value) and late
-        report.add("a fetched value is kept", False, msg,
-                   serial_hint if slow_only else
-                   _hint_for(o, "Keep the value (or the finished Task) once a fetch succeeds, "
-                                "and give it straight back to later callers."))
+        _fail(report, "one lock for all keys" if slow_only else _diag_for(o, "value not kept"),
+              "a fetched value is kept", msg,
+              serial_hint if slow_only else
+              _hint_for(o, "Keep the value (or the finished Task) once a fetch succeeds, "
+                           "and give it straight back to later callers."))
 
     # 5. Each waiting caller gets the value the moment its fetch ends.
     slow = [o for o in outs if o.how == "value" and o.ended is not None
@@ -417,14 +444,15 @@ def _judge_rush(report: Report, p: Played) -> None:
     else:
         o = slow[0]
         own = o.ask.key in {k for k, _ in dupes}
-        report.add("waiters get the value the moment it arrives", False,
-                   f"{o.ask.who} asked for {o.ask.key!r} at {_s(o.ask.at)} and got it at "
-                   f"{_s(o.ended)}, though the first fetch of it ended at "
-                   f"{_s(sc.first_end(o.ask.key))}",
-                   "It waited for a fetch of its own instead of the one already running: see "
-                   "'one fetch per key' above." if own else serial_hint if late else
-                   "Do not poll (`while ...: await asyncio.sleep(...)` notices late): await the "
-                   "running fetch itself, a Task or a Future, which wakes you the moment it ends.")
+        _fail(report, "check-then-act race" if own else "one lock for all keys" if late else "polling",
+              "waiters get the value the moment it arrives",
+              f"{o.ask.who} asked for {o.ask.key!r} at {_s(o.ask.at)} and got it at "
+              f"{_s(o.ended)}, though the first fetch of it ended at "
+              f"{_s(sc.first_end(o.ask.key))}",
+              "It waited for a fetch of its own instead of the one already running: see "
+              "'one fetch per key' above." if own else serial_hint if late else
+              "Do not poll (`while ...: await asyncio.sleep(...)` notices late): await the "
+              "running fetch itself, a Task or a Future, which wakes you the moment it ends.")
 
 
 HINT_SHARE_OUTCOME = ("Share the outcome, not just the turn: callers that only wait for their "
@@ -455,32 +483,36 @@ def _judge_outage(report: Report, p: Played) -> None:
                                f"{len(waiting)} callers waiting for it got its error then")
     elif len(during) > 1:
         starts = ", ".join(_s(c.start).removesuffix(" s") for c in during)
-        report.add(prop, False,
-                   f"{key!r} was fetched {len(during)} times (started at {starts} s) while its "
-                   f"first fetch was failing: each caller had a fetch of its own, so they did not "
-                   f"share its outcome",
-                   "One fetch per key, shared by its callers: see 'one fetch per key' above.")
+        _fail(report, "check-then-act race",
+              prop,
+              f"{key!r} was fetched {len(during)} times (started at {starts} s) while its "
+              f"first fetch was failing: each caller had a fetch of its own, so they did not "
+              f"share its outcome",
+              "One fetch per key, shared by its callers: see 'one fetch per key' above.")
     elif stuck:
         one = len(stuck) == 1
-        report.add(prop, False,
-                   f"the fetch of {key!r} failed at {_s(failed_at)}, and {_names(stuck)} "
-                   f"{'was' if one else 'were'} still waiting for it {STUCK_AFTER_S:g} s later: "
-                   f"nothing woke {'it' if one else 'them'} up (an Event set only on success?)",
-                   "When the fetch fails, every waiter must be woken with that failure. A Task "
-                   "holds the exception too: callers awaiting it all get it raised.")
+        _fail(report, "waiters never woken after a failure",
+              prop,
+              f"the fetch of {key!r} failed at {_s(failed_at)}, and {_names(stuck)} "
+              f"{'was' if one else 'were'} still waiting for it {STUCK_AFTER_S:g} s later: "
+              f"nothing woke {'it' if one else 'them'} up (an Event set only on success?)",
+              "When the fetch fails, every waiter must be woken with that failure. A Task "
+              "holds the exception too: callers awaiting it all get it raised.")
     elif extra:
-        report.add(prop, False,
-                   f"the fetch of {key!r} failed at {_s(failed_at)}; the callers waiting for "
-                   f"it did not get its error: they fetched it again themselves "
-                   f"({len(extra)} more fetch{'es' if len(extra) > 1 else ''}, from "
-                   f"{_s(extra[0].start)})", HINT_SHARE_OUTCOME)
+        _fail(report, "waiters retry after a failure",
+              prop,
+              f"the fetch of {key!r} failed at {_s(failed_at)}; the callers waiting for "
+              f"it did not get its error: they fetched it again themselves "
+              f"({len(extra)} more fetch{'es' if len(extra) > 1 else ''}, from "
+              f"{_s(extra[0].start)})", HINT_SHARE_OUTCOME)
     else:
         o = wrong[0]
-        report.add(prop, False,
-                   f"the fetch of {key!r} failed at {_s(failed_at)} with ServiceError; "
-                   f"{o.ask.who} (waiting since {_s(o.ask.at)}) {_got(o)}",
-                   _hint_for(o, "Give every waiter the fetch's own outcome: await the one Task, "
-                                "which raises the same exception in every caller awaiting it."))
+        _fail(report, _diag_for(o, "failure not shared"),
+              prop,
+              f"the fetch of {key!r} failed at {_s(failed_at)} with ServiceError; "
+              f"{o.ask.who} (waiting since {_s(o.ask.at)}) {_got(o)}",
+              _hint_for(o, "Give every waiter the fetch's own outcome: await the one Task, "
+                           "which raises the same exception in every caller awaiting it."))
 
     # 7. A failure is not kept: a later call gets a value (a new fetch's).
     o = later[0]
@@ -489,19 +521,22 @@ def _judge_outage(report: Report, p: Played) -> None:
     since = f"{o.ask.who} asked for {key!r} at {_s(o.ask.at)}, {_s(o.ask.at - failed_at)} after "
     hint = ("Forget a fetch that failed (remove its Task from the dict when it fails, for "
             "example in a done callback), so that the next call tries again.")
+    diag = ""
     if ok:
         msg = f"{since}the failure, and got the value of a fetch that worked"
     elif o.how == "error" and isinstance(o.error, ServiceError) \
             and not any(c.start >= o.ask.at - TOLERANCE_S for c in fetches):
         msg = f"{since}the failure, and got the old error again without a new fetch: the " \
               f"failure is kept forever"
+        diag = "failure kept forever"
     elif o.how == "waiting":
         msg = (f"{since}the failure, and was still waiting {STUCK_AFTER_S:g} s later: the failed "
                f"fetch left {key!r} marked as in progress")
+        diag = "failure leaves the key in progress"
     else:
         msg = f"{since}the failure, and {_got(o)}"
-        hint = _hint_for(o, hint)
-    report.add("a failure is not kept", ok, msg, hint)
+        hint, diag = _hint_for(o, hint), _diag_for(o, "no new fetch after a failure")
+    _add(report, "a failure is not kept", ok, msg, hint, diag)
 
 
 def _judge_walk_away(report: Report, p: Played) -> None:
@@ -531,76 +566,87 @@ def _judge_walk_away(report: Report, p: Played) -> None:
                                f"{key!r} went on and {_names(others)} got its value at {_s(end)}")
     elif len(before) > 1:
         starts = ", ".join(_s(c.start).removesuffix(" s") for c in before)
-        report.add(prop, False,
-                   f"{key!r} was fetched {len(before)} times (started at {starts} s) before "
-                   f"{quitter.ask.who} was even cancelled: each caller waited for a fetch of "
-                   f"its own", "One fetch per key, shared by its callers: see 'one fetch per "
-                               "key' above.")
+        _fail(report, "check-then-act race",
+              prop,
+              f"{key!r} was fetched {len(before)} times (started at {starts} s) before "
+              f"{quitter.ask.who} was even cancelled: each caller waited for a fetch of "
+              f"its own", "One fetch per key, shared by its callers: see 'one fetch per "
+                          "key' above.")
     elif killed and victims:
-        report.add(prop, False,
-                   f"cancelling {quitter.ask.who} at {_s(cancel_at)} cancelled the shared fetch "
-                   f"of {key!r} too: {_names(victims)} got CancelledError though nobody "
-                   f"cancelled {'it' if one else 'them'}",
-                   "Awaiting a Task directly passes the caller's cancellation on to the Task. "
-                   "Await it through `asyncio.shield(task)`: a cancelled caller stops waiting, "
-                   "and the fetch goes on for the others (lesson 07).")
+        _fail(report, "cancellation spreads to the shared fetch",
+              prop,
+              f"cancelling {quitter.ask.who} at {_s(cancel_at)} cancelled the shared fetch "
+              f"of {key!r} too: {_names(victims)} got CancelledError though nobody "
+              f"cancelled {'it' if one else 'them'}",
+              "Awaiting a Task directly passes the caller's cancellation on to the Task. "
+              "Await it through `asyncio.shield(task)`: a cancelled caller stops waiting, "
+              "and the fetch goes on for the others (lesson 07).")
     elif stuck:
-        report.add(prop, False,
-                   f"{quitter.ask.who} was cancelled at {_s(cancel_at)}, and {_names(stuck)} "
-                   f"{'was' if len(stuck) == 1 else 'were'} still waiting for {key!r} "
-                   f"{STUCK_AFTER_S:g} s after its fetch should have ended",
-                   "The fetch died with its first caller and left the others waiting for a "
-                   "result that never comes (a CancelledError is not an Exception: `except "
-                   "Exception` does not see it). Run the fetch in a Task of its own, and await "
-                   "it with asyncio.shield.")
+        _fail(report, "waiters stranded by a cancelled caller",
+              prop,
+              f"{quitter.ask.who} was cancelled at {_s(cancel_at)}, and {_names(stuck)} "
+              f"{'was' if len(stuck) == 1 else 'were'} still waiting for {key!r} "
+              f"{STUCK_AFTER_S:g} s after its fetch should have ended",
+              "The fetch died with its first caller and left the others waiting for a "
+              "result that never comes (a CancelledError is not an Exception: `except "
+              "Exception` does not see it). Run the fetch in a Task of its own, and await "
+              "it with asyncio.shield.")
     elif killed:
         o = bad[0] if bad else others[0]
         again = (f" (it was started again at {_s(fetches[1].start)})" if len(fetches) > 1 else "")
-        report.add(prop, False,
-                   f"the fetch of {key!r} was cancelled with {quitter.ask.who} at "
-                   f"{_s(cancel_at)}{again}; {o.ask.who} {_got(o)}{_instead(o, end)}",
-                   _hint_for(o, "The fetch must not belong to its first caller: run it in a Task "
-                                "of its own, and await it with asyncio.shield, so that a "
-                                "cancelled caller only stops its own wait."))
+        _fail(report, _diag_for(o, "fetch dies with its first caller"),
+              prop,
+              f"the fetch of {key!r} was cancelled with {quitter.ask.who} at "
+              f"{_s(cancel_at)}{again}; {o.ask.who} {_got(o)}{_instead(o, end)}",
+              _hint_for(o, "The fetch must not belong to its first caller: run it in a Task "
+                           "of its own, and await it with asyncio.shield, so that a "
+                           "cancelled caller only stops its own wait."))
     else:
         o = bad[0] if bad else others[0]
-        report.add(prop, False,
-                   f"after {quitter.ask.who} was cancelled at {_s(cancel_at)}, {o.ask.who} "
-                   f"{_got(o)}{_instead(o, end)}",
-                   _hint_for(o, "A cancelled caller must only stop its own wait: one fetch, in "
-                                "its own Task, awaited through asyncio.shield."))
+        _fail(report, _diag_for(o, "a cancelled caller hurts the others"),
+              prop,
+              f"after {quitter.ask.who} was cancelled at {_s(cancel_at)}, {o.ask.who} "
+              f"{_got(o)}{_instead(o, end)}",
+              _hint_for(o, "A cancelled caller must only stop its own wait: one fetch, in "
+                           "its own Task, awaited through asyncio.shield."))
 
     # 9. The cancelled caller really stops.
     stopped = quitter.how == "cancelled" and quitter.ended is not None \
         and abs(quitter.ended - cancel_at) <= TOLERANCE_S
     swallowed = quitter.how in ("value", "error") and not inspect.isawaitable(quitter.value) \
         and (quitter.ended or 0.0) > cancel_at + TOLERANCE_S
-    report.add("a cancelled caller stops waiting", stopped,
+    _add(report, "a cancelled caller stops waiting", stopped,
                f"{quitter.ask.who} ended with CancelledError at {_s(cancel_at)}, when it was "
                f"cancelled" if stopped else
                f"{quitter.ask.who} was cancelled at {_s(cancel_at)} but {_got(quitter)}"
                + (": the cancellation was swallowed" if swallowed else ""),
                "Let CancelledError propagate out of get(): do not catch it, or re-raise it."
-               if swallowed else _hint_for(quitter, "Let CancelledError propagate out of get()."))
+               if swallowed else _hint_for(quitter, "Let CancelledError propagate out of get()."),
+               "swallowed cancellation" if swallowed
+               else _diag_for(quitter, "cancellation not honoured"))
 
 
 # -- the check --------------------------------------------------------------------------------
 
 
 def _require_class(obj: Any) -> Finding | None:
+    """A failure finding when ``obj`` is not a class with an ``async def get``."""
     if not isinstance(obj, type):
-        return Finding("is a class", False,
-                       f"{EXERCISE} is not a class (it is {type(obj).__name__}).",
-                       f"Define it with `class {EXERCISE}:`, with `__init__(self, fetch)` and "
-                       f"`async def get(self, key)`.")
+        found = Finding("is a class", False,
+                        f"{EXERCISE} is not a class (it is {type(obj).__name__}).",
+                        f"Define it with `class {EXERCISE}:`, with `__init__(self, fetch)` and "
+                        f"`async def get(self, key)`.")
+        found.diagnosis = "not a class"
+        return found
     get = getattr(obj, "get", None)
-    if get is None:
-        return Finding("has an async get()", False, f"{EXERCISE} has no get method.",
-                       "Give it `async def get(self, key)`.")
-    if not inspect.iscoroutinefunction(get):
-        return Finding("has an async get()", False,
-                       f"{EXERCISE}.get is a plain method, not a coroutine function.",
-                       "Define it with `async def get(self, key)` so that it can await.")
+    if get is None or not inspect.iscoroutinefunction(get):
+        found = Finding("has an async get()", False,
+                        f"{EXERCISE} has no get method." if get is None else
+                        f"{EXERCISE}.get is a plain method, not a coroutine function.",
+                        "Give it `async def get(self, key)`." if get is None else
+                        "Define it with `async def get(self, key)` so that it can await.")
+        found.diagnosis = "no async get()"
+        return found
     return None
 
 

@@ -386,6 +386,23 @@ HINTS = {
                                       "Let CancelledError propagate"),
 }
 
+# What the code did (Finding.diagnosis), as the check decides it before picking the hint.
+DIAGNOSES = {
+    "no de-duplication: check, await, then store": "check-then-act race",
+    "one lock for all keys": "one lock for all keys",
+    "a lock per key: waiters retry after a failure": "waiters retry after a failure",
+    "the failure is kept forever": "failure kept forever",
+    "an Event set only on success": "waiters never woken after a failure",
+    "an Event set in finally, the error not shared": "failure not shared",
+    "the Task awaited without shield": "cancellation spreads to the shared fetch",
+    "the first caller fetches inline: cancelling it strands the waiters":
+        "waiters stranded by a cancelled caller",
+    "the coroutine stored instead of a Task": "coroutine awaited twice",
+    "polling for the value": "polling",
+    "forgotten await: the shielded task returned": "forgotten await",
+    "swallows its own cancellation": "swallowed cancellation",
+}
+
 HIDDEN_SEEDS = [None, 42]
 
 
@@ -424,6 +441,18 @@ def test_the_hint_fits_the_mistake(name):
     report = public_report(name)
     hints = {f.prop: f.hint for f in report.findings if not f.passed}
     assert fragment in hints[prop], report.text()
+
+
+@pytest.mark.parametrize("name", sorted(DIAGNOSES))
+def test_the_diagnosis_names_the_mistake(name):
+    report = public_report(name)
+    prop = WRONG[name][1]
+    finding = next(f for f in report.findings if f.prop == prop)
+    assert getattr(finding, "diagnosis", "") == DIAGNOSES[name], report.text()
+    # Every failed finding of the exercise's own says what the code did.
+    own = [f for f in report.findings if not f.passed and f.prop not in
+           ("every coroutine awaited", "never blocks the event loop")]
+    assert all(getattr(f, "diagnosis", "") for f in own), report.text()
 
 
 def test_stub_gets_only_the_not_written_finding():
