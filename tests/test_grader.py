@@ -306,3 +306,11 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path):
     assert ann.stat().st_mtime_ns == stamp  # resumed: ann was not graded again
     rows = read_rows(out)
     assert rows["ann"]["fetch_all_urls"] == "1" and rows["bob"]["fetch_all_urls"] == "0"
+
+
+def test_a_notebooks_duration_leaves_out_its_wait_for_a_slot(graded):
+    """duration_s is the notebook's own run; the time its ready kernel waited is apart."""
+    runs = [nb for learner in graded["learners"].values()
+            for nb in learner["notebooks"].values() if nb.get("attempts")]
+    assert runs and all(nb["waited_s"] >= 0 and nb["duration_s"] > 0 for nb in runs)
+    assert any(nb["waited_s"] > 0 for nb in runs)  # 3 at a time, a class of 20 notebooks

@@ -393,7 +393,8 @@ class NotebookVerdict:
     notes: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     attempts: int = 0
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # the notebook's own run: kernels, cells, judging
+    waited_s: float = 0.0  # time its ready kernel waited for a run slot (not in duration_s)
 
     @property
     def passed(self) -> bool:
@@ -610,14 +611,20 @@ async def judge_notebook(learner: Any, course: CourseNotebook, limits: Limits, *
     """
     async with contextlib.AsyncExitStack() as stack:
         gate_entered = False
+        waited = 0.0
 
         async def kernel_ready() -> None:
-            nonlocal gate_entered
+            nonlocal gate_entered, waited
             if run_gate is not None and not gate_entered:
                 gate_entered = True
+                started = time.monotonic()
                 await stack.enter_async_context(run_gate)
+                waited = time.monotonic() - started
 
-        return await _judge_notebook(learner, course, limits, on_kernel, kernel_ready, seed)
+        verdict = await _judge_notebook(learner, course, limits, on_kernel, kernel_ready, seed)
+        verdict.waited_s = round(waited, 3)
+        verdict.duration_s = round(max(0.0, verdict.duration_s - waited), 3)
+        return verdict
 
 
 async def _judge_notebook(learner: Any, course: CourseNotebook, limits: Limits,
