@@ -26,7 +26,7 @@ Guarantees, all on the loop's clock (virtual time in the checks):
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Collection, Sequence
 
 __all__ = ["Page", "PageError", "PageRequest", "PagedAPI", "Session"]

@@ -416,7 +416,9 @@ def _prefetch_findings(report: Report, sc: Scenario, run: Run, others: list[Run]
                    "consumer has come to page k (a bounded buffer, not everything at once).")
 
     # 3. Prefetch as soon as allowed (judged against the learner's own run).
-    if 1 not in ends or ends[1] is None:
+    if ends.get(1) is None:
+        report.add("prefetches while the consumer works", False, "page 1 was never fetched",
+                   "Start with `await session.get_page(1)`: it says how many pages there are.")
         return
     late = None
     for m in range(2, sc.pages + 1):
@@ -468,8 +470,6 @@ def _exit_problems(sc: Scenario, run: Run) -> tuple[str, str]:
         return "the consumer could not look", ""
     if look.open_sessions:
         session_problem = f"the session was still open after {_exit_words(run)}"
-    elif len(run.api.sessions) == 0:
-        session_problem = ""
     if look.running_pages or look.tasks:
         what = (f"{plural(len(look.running_pages), 'page request')} (page "
                 f"{_pages_list(look.running_pages)}) still running" if look.running_pages
