@@ -172,6 +172,7 @@ def _leaf_errors(exc: BaseException) -> list[BaseException]:
 async def _consume(fn: Any, sc: Scenario, run: Run) -> None:
     """Be the consumer of one run (see the module docstring)."""
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_about_unretrieved)
     me = asyncio.current_task()
     mode = run.mode
     work = {"full": sc.work_s, "fail": sc.work_s, "break": BREAK_WORK_S,
@@ -225,26 +226,38 @@ async def _consume(fn: Any, sc: Scenario, run: Run) -> None:
         run.error = exc
 
 
-def _surface_never_awaited(obs: Observation) -> Observation:
-    """Also report coroutines kept alive only by the frames of the learner's error.
+def _surface_never_awaited(obs: Observation, errors: list[BaseException | None]) -> Observation:
+    """Also report the coroutines that only the learner's errors kept alive.
 
-    ``observe`` collects garbage while the error's traceback still holds the frame in which
+    ``observe`` collects garbage while an error's traceback still holds the frames in which
     the learner forgot an ``await`` (and an AttributeError keeps the object it was raised on:
-    ``page.items`` on a coroutine); clearing those frames lets Python warn about it.
+    ``page.items`` on a coroutine). Clearing them lets Python warn about those coroutines now,
+    in this run, and not during some later check.
     """
-    if obs.error is None or obs.never_awaited:
+    found = set(obs.never_awaited)
+    errors = [e for e in errors if e is not None]
+    if not errors:
         return obs
-    held = getattr(obs.error, "obj", None)  # AttributeError keeps the object it was raised on
-    if inspect.iscoroutine(held):
-        obs.error.obj = None
-        held.close()  # reported here: no "never awaited" warning later
-        return replace(obs, never_awaited=[f"coroutine '{held.__qualname__}' was never awaited"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        traceback.clear_frames(obs.error.__traceback__)
+        for error in errors:
+            held = getattr(error, "obj", None)
+            if inspect.iscoroutine(held):
+                error.obj = None
+                found.add(f"coroutine '{held.__qualname__}' was never awaited")
+                held.close()  # reported here: no warning later
+            traceback.clear_frames(error.__traceback__)
         gc.collect()
-    found = sorted({str(w.message) for w in caught if "was never awaited" in str(w.message)})
-    return replace(obs, never_awaited=found) if found else obs
+    found |= {str(w.message) for w in caught if "was never awaited" in str(w.message)}
+    return replace(obs, never_awaited=sorted(found))
+
+
+def _quiet_about_unretrieved(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """A learner's task or future that failed and was never awaited would log a traceback
+    below the check's verdict, long after it; the check judges the clean-up itself."""
+    message = context.get("message", "")
+    if "never retrieved" not in message and "destroyed but it is pending" not in message:
+        loop.default_exception_handler(context)
 
 
 def play(fn: Any, sc: Scenario, mode: str) -> Run:
@@ -252,35 +265,70 @@ def play(fn: Any, sc: Scenario, mode: str) -> Run:
     name = "consumer (the check)" if mode == "full" else f"consumer ({mode})"
     obs = observe(lambda: _consume(fn, sc, run), name=name, max_virtual_s=600.0,
                   namespaces=(getattr(fn, "__globals__", {}),))
-    run.obs = _surface_never_awaited(obs)
+    run.obs = _surface_never_awaited(obs, [obs.error, run.error, run.aclose_error])
     return run
 
 
 # -- judging ---------------------------------------------------------------------------------
+
+def _diagnose(finding: Finding, diagnosis: str) -> Finding:
+    """Say what the code did on a failed finding (``Finding.diagnosis``, read by the tests and the
+    grader's report); set as an attribute, so that it works with and without that field."""
+    if not finding.passed:
+        finding.diagnosis = diagnosis
+    return finding
+
+
+def _add(report: Report, prop: str, passed: bool, message: str, hint: str = "",
+         diagnosis: str = "") -> None:
+    report.add(prop, passed, message, hint)
+    _diagnose(report.findings[-1], diagnosis)
+
+
+COMMON_DIAGNOSES = {"written": "not written yet", "never blocks the event loop": "blocked the loop",
+                    "every coroutine awaited": "forgotten await",
+                    "returns a value, not an awaitable": "forgotten await",
+                    "runs without error": "raised an error"}
+HANG_DIAGNOSES = {"deadlock": "waits forever", "virtual-limit": "never ends",
+                  "wall-limit": "never ends"}
+
+
+def _common(fn_name: str, obs: Observation) -> list[Finding]:
+    """``common_findings``, each failed one with a diagnosis (kept when it already has one)."""
+    findings = common_findings(fn_name, obs)
+    for finding in findings:
+        if not getattr(finding, "diagnosis", ""):
+            label = (HANG_DIAGNOSES.get(obs.hang.reason, "never ends")
+                     if finding.prop == "finishes" and obs.hang is not None
+                     else COMMON_DIAGNOSES.get(finding.prop, finding.prop))
+            _diagnose(finding, label)
+    return findings
 
 def _kind_of(fn: Any) -> Finding | None:
     """A failure finding when ``fn`` is not an async generator function."""
     if inspect.isasyncgenfunction(fn):
         return None
     if not callable(fn):
-        return Finding("is an async generator", False,
+        return _diagnose(Finding("is an async generator", False,
                        f"iter_items is not a function (it is {type(fn).__name__}).",
                        "Define it with `async def iter_items(api, *, prefetch=2):` and `yield` "
-                       "each item.")
+                       "each item."), "not a function")
     if inspect.iscoroutinefunction(fn):
-        return Finding("is an async generator", False,
+        return _diagnose(Finding("is an async generator", False,
                        "iter_items is a coroutine function: it returns once, with no `yield`, so "
                        "nobody can `async for` over it.",
                        "`yield` each item inside the `async def`: that makes it an async "
-                       "generator, which the consumer iterates with `async for`.")
+                       "generator, which the consumer iterates with `async for`."),
+                         "a coroutine function, not a generator")
     if inspect.isgeneratorfunction(fn):
-        return Finding("is an async generator", False,
+        return _diagnose(Finding("is an async generator", False,
                        "iter_items is a plain generator (`def` with `yield`): it cannot await the "
-                       "API.", "Write `async def iter_items(...)` and keep the `yield`s.")
-    return Finding("is an async generator", False,
+                       "API.", "Write `async def iter_items(...)` and keep the `yield`s."),
+                         "a plain generator")
+    return _diagnose(Finding("is an async generator", False,
                    "iter_items is not an async generator function.",
                    "Write it as `async def iter_items(api, *, prefetch=2):` with `yield item` "
-                   "inside.")
+                   "inside."), "not an async generator")
 
 
 def _add_new(report: Report, findings: list[Finding]) -> None:
@@ -312,13 +360,14 @@ def _order_finding(report: Report, sc: Scenario, run: Run) -> None:
         return
     if sorted(got) == sorted(expected):
         first = next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b)
-        report.add("items in order", False,
+        _add(report, "items in order", False,
                    f"every item came, but not in order: item {first + 1} was {got[first]!r} where "
                    f"{expected[first]!r} belongs (page {_page_of_item(sc, first)} came after a "
                    "page fetched with it that answered sooner)",
                    "Yield the pages in page order, whatever order they arrive in: keep the "
                    "prefetch tasks in a deque in page order and await the oldest one, not "
-                   "whichever finishes first (as_completed, FIRST_COMPLETED).")
+                   "whichever finishes first (as_completed, FIRST_COMPLETED).",
+                   "completion order")
         return
     missing = [item for item in expected if item not in got]
     extra = [item for item in got if item not in expected]
@@ -329,9 +378,10 @@ def _order_finding(report: Report, sc: Scenario, run: Run) -> None:
         parts.append(f"{len(extra)} unexpected value(s) (first: {str(extra[0])[:60]!r})")
     if not missing and not extra:
         parts.append("some items came more than once")
-    report.add("items in order", False,
-               f"got {len(got)} items, expected {len(expected)}: " + "; ".join(parts),
-               "Yield each item of each page once, pages 1 to page.total_pages, in order.")
+    _add(report, "items in order", False,
+         f"got {len(got)} items, expected {len(expected)}: " + "; ".join(parts),
+         "Yield each item of each page once, pages 1 to page.total_pages, in order.",
+         "items lost or repeated")
 
 
 def _last_page_finding(report: Report, sc: Scenario, run: Run) -> None:
@@ -339,15 +389,17 @@ def _last_page_finding(report: Report, sc: Scenario, run: Run) -> None:
     past = api.past_the_end()
     twice = [p for p in range(1, sc.pages + 1) if len(api.requests_for(p)) > 1]
     if past:
-        report.add("stops at the last page", False,
+        _add(report, "stops at the last page", False,
                    f"requested page {_pages_list(sorted({r.page for r in past}))} of an API with "
                    f"{sc.pages} pages ({plural(len(past), 'request')} past the end)",
                    "Every page says how many pages there are: request page n only while "
-                   "n <= page.total_pages. An empty page is not how the end is announced.")
+                   "n <= page.total_pages. An empty page is not how the end is announced.",
+                   "fetches past the last page")
     elif twice:
-        report.add("stops at the last page", False,
+        _add(report, "stops at the last page", False,
                    f"page {twice[0]} was requested {len(api.requests_for(twice[0]))} times",
-                   "Request each page once; keep the task of a prefetched page and await that.")
+                   "Request each page once; keep the task of a prefetched page and await that.",
+                   "fetches a page twice")
     else:
         report.add("stops at the last page", True,
                    f"each of the {sc.pages} pages was requested once, and nothing past the last")
@@ -389,12 +441,14 @@ def _prefetch_findings(report: Report, sc: Scenario, run: Run, others: list[Run]
     for other in others:
         if other.api.max_in_flight > peak:
             peak, where = other.api.max_in_flight, IN_FLIGHT_WHERE.get(other.mode, "")
-    report.add("requests in flight within prefetch", peak <= p,
+    _add(report, "requests in flight within prefetch", peak <= p,
                f"at most {plural(peak, 'request')} in flight at once (prefetch={p})" if peak <= p
                else f"{peak} page requests were in flight at once{where}; prefetch={p} allows {p}",
                "Start a new page request only when there are fewer than `prefetch` running: "
                "keep the started ones in a deque of at most `prefetch` tasks, and start the "
-               "next page when you take the oldest one out.")
+               "next page when you take the oldest one out.",
+               "all pages at once" if peak >= sc.pages - 1 else
+               "one request too many (off by one)" if peak == p + 1 else "too many in flight")
 
     # 2. How far ahead of the consumer.
     ahead = None
@@ -409,16 +463,18 @@ def _prefetch_findings(report: Report, sc: Scenario, run: Run, others: list[Run]
                    "was on")
     else:
         m, at, on = ahead
-        report.add("never more than prefetch pages ahead", False,
+        _add(report, "never more than prefetch pages ahead", False,
                    f"page {m} was requested at {at:g} s, while the consumer was on page {on}: "
                    f"{m - on} pages ahead; prefetch={p} allows {p}",
                    "Bound the prefetch by the consumer: start page k + prefetch only once the "
-                   "consumer has come to page k (a bounded buffer, not everything at once).")
+                   "consumer has come to page k (a bounded buffer, not everything at once).",
+                   "runs ahead of the consumer")
 
     # 3. Prefetch as soon as allowed (judged against the learner's own run).
     if ends.get(1) is None:
-        report.add("prefetches while the consumer works", False, "page 1 was never fetched",
-                   "Start with `await session.get_page(1)`: it says how many pages there are.")
+        _add(report, "prefetches while the consumer works", False, "page 1 was never fetched",
+             "Start with `await session.get_page(1)`: it says how many pages there are.",
+             "page 1 never fetched")
         return
     late = None
     for m in range(2, sc.pages + 1):
@@ -448,7 +504,7 @@ def _prefetch_findings(report: Report, sc: Scenario, run: Run, others: list[Run]
     asked = _ask_time(sc, run, m)
     when_asked = (", only when the consumer asked for it" if asked is not None
                   and abs(asked - at) <= TOLERANCE_S else "")
-    report.add("prefetches while the consumer works", False,
+    _add(report, "prefetches while the consumer works", False,
                f"page {m} was requested at {at:g} s{when_asked}; with prefetch={p} it could be "
                f"requested at {allowed:g} s, {why}. The run took {elapsed:g} virtual s; "
                f"prefetching takes {best:g} s (one page at a time: {slow:g} s)",
@@ -457,7 +513,8 @@ def _prefetch_findings(report: Report, sc: Scenario, run: Run, others: list[Run]
                "current page's items. A coroutine in a list does nothing until it is awaited."
                if when_asked else
                "Start the next request as soon as you take a page out of the window, before "
-               "you yield its items, not after.")
+               "you yield its items, not after.",
+               "no prefetch (one page at a time)" if when_asked else "prefetch starts late")
 
 
 def _exit_problems(sc: Scenario, run: Run) -> tuple[str, str]:
@@ -500,16 +557,18 @@ def _cleanup_findings(report: Report, sc: Scenario, full: Run, exits: list[Run])
     session_problem, prefetch_problem = _exit_problems(sc, full)
     sessions = len(full.api.sessions)
     if sessions == 0:
-        ok, msg = False, "no session was opened: the pages must be fetched through api.session()"
+        ok, msg, why = (False, "no session was opened: the pages must be fetched through "
+                        "api.session()", "no session")
     elif session_problem:
-        ok, msg = False, session_problem
+        ok, msg, why = False, session_problem, "session left open"
     elif sessions > 1:
-        ok, msg = False, f"{sessions} sessions were opened; one is enough for all the pages"
+        ok, msg, why = (False, f"{sessions} sessions were opened; one is enough for all the "
+                        "pages", "a session per page")
     else:
-        ok, msg = True, "one session for every page, closed after the last item"
-    report.add("session closed at the end", ok, msg,
-               "Open one session with `async with api.session() as session:` around the whole "
-               "generator body, so it is closed however the generator ends.")
+        ok, msg, why = True, "one session for every page, closed after the last item", ""
+    _add(report, "session closed at the end", ok, msg,
+         "Open one session with `async with api.session() as session:` around the whole "
+         "generator body, so it is closed however the generator ends.", why)
 
     # Early exits (and the failing page).
     bad_session = [(r, _exit_problems(sc, r)[0]) for r in exits]
@@ -517,16 +576,17 @@ def _cleanup_findings(report: Report, sc: Scenario, full: Run, exits: list[Run])
     hung = [r for r in exits if r.obs is not None and r.obs.hang is not None]
     if hung:
         r = hung[0]
-        report.add("early exit releases the session", False,
-                   f"after {_exit_words(r)}, the run did not finish: {r.obs.hang}",
-                   "Closing the generator must not wait for anything that never comes.")
+        _add(report, "early exit releases the session", False,
+             f"after {_exit_words(r)}, the run did not finish: {r.obs.hang}",
+             "Closing the generator must not wait for anything that never comes.",
+             "hangs on early exit")
     elif bad_session:
         r, problem = bad_session[0]
-        report.add("early exit releases the session", False, problem,
+        _add(report, "early exit releases the session", False, problem,
                    "A `break` does not run the rest of the generator: the consumer's aclose() "
                    "throws GeneratorExit at the `yield` where it stopped. Release the session in "
                    "a `finally:` (or with `async with api.session() as session:`), not in code "
-                   "after the loop.")
+                   "after the loop.", "session not released on early exit")
     else:
         report.add("early exit releases the session", True,
                    "the session was closed after break, an exception, a timeout and a failing "
@@ -538,21 +598,25 @@ def _cleanup_findings(report: Report, sc: Scenario, full: Run, exits: list[Run])
         return
     if bad_prefetch:
         r, problem = bad_prefetch[0]
+        why = "prefetch tasks left running"
         if "cancelled, but nobody waited" in problem:
+            why = "cancelled tasks not awaited"
             hint = ("After task.cancel(), await the tasks (asyncio.gather(*tasks, "
                     "return_exceptions=True)) in the same `finally:`, so that they are over "
                     "before aclose() returns.")
         elif "waited for the prefetches" in problem:
+            why = "waits for the prefetches instead of cancelling"
             hint = ("Cancel the prefetch tasks in the `finally:` instead of waiting for their "
                     "pages: nobody will read them.")
         elif "aclose() raised" in problem:
+            why = "aclose() raises"
             hint = ("Awaiting a cancelled task raises CancelledError: gather them with "
                     "`return_exceptions=True`, and never `yield` in a `finally:`.")
         else:
             hint = ("In a `finally:` around the loop, cancel every prefetch task still in your "
                     "window and await them (gather(..., return_exceptions=True)): a task you "
                     "started must not outlive the generator.")
-        report.add("early exit cancels the prefetches", False, problem, hint)
+        _add(report, "early exit cancels the prefetches", False, problem, hint, why)
     else:
         report.add("early exit cancels the prefetches", True,
                    "after every early exit, the prefetches in flight were cancelled and over "
@@ -563,19 +627,22 @@ def _failure_finding(report: Report, sc: Scenario, run: Run) -> None:
     api, f = run.api, sc.failing_page
     before = api.items(f - 1)
     if run.obs is not None and run.obs.hang is not None:
-        report.add("a failing page raises in the consumer", False,
-                   f"with page {f} failing, the run did not finish: {run.obs.hang}",
-                   "When awaiting a page raises, let the error out of the generator.")
+        _add(report, "a failing page raises in the consumer", False,
+             f"with page {f} failing, the run did not finish: {run.obs.hang}",
+             "When awaiting a page raises, let the error out of the generator.",
+             "hangs when a page fails")
         return
     if run.obs is not None and run.obs.error is not None:
         cancelled = isinstance(run.obs.error, asyncio.CancelledError)
-        report.add("a failing page raises in the consumer", False,
+        _add(report, "a failing page raises in the consumer", False,
                    f"with page {f} failing, the consumer got {_describe(run.obs.error)} instead "
                    "of the page's PageError",
                    "Awaiting the cancelled prefetch tasks in your `finally:` raised their "
                    "CancelledError, which replaced the page's error: gather them with "
                    "`return_exceptions=True`." if cancelled else
-                   "Let the page's own error out of the generator, unchanged.")
+                   "Let the page's own error out of the generator, unchanged.",
+                   "page error replaced by CancelledError" if cancelled
+                   else "page error replaced by another")
         return
     error = run.error
     if error is None:
@@ -583,24 +650,26 @@ def _failure_finding(report: Report, sc: Scenario, run: Run) -> None:
         msg = (f"page {f} failed, but the consumer never got its PageError: "
                + (f"the items went on with {went_on[0]!r}" if went_on
                   else "the iteration simply ended"))
-        report.add("a failing page raises in the consumer", False, msg,
-                   "Do not catch the page's error in the generator (or re-raise it): the "
-                   "consumer must learn that items are missing.")
+        _add(report, "a failing page raises in the consumer", False, msg,
+             "Do not catch the page's error in the generator (or re-raise it): the "
+             "consumer must learn that items are missing.", "swallows the page error")
         return
     if isinstance(error, BaseExceptionGroup):
-        report.add("a failing page raises in the consumer", False,
+        _add(report, "a failing page raises in the consumer", False,
                    f"the PageError of page {f} reached the consumer wrapped in a "
                    f"{type(error).__name__}, so `except PageError` does not catch it",
                    "Await the prefetch tasks yourself, one by one, so that the page's error "
                    "comes out unchanged (a TaskGroup wraps errors in an ExceptionGroup, and must "
-                   "not stay open across a `yield` anyway).")
+                   "not stay open across a `yield` anyway).", "page error wrapped in a group")
         return
     if run.got != before:
-        report.add("a failing page raises in the consumer", False,
+        _add(report, "a failing page raises in the consumer", False,
                    f"the PageError of page {f} came after {plural(len(run.got), 'item')}; it "
                    f"belongs after the {len(before)} items of pages 1 to {f - 1}",
                    "Raise a page's error when the consumer reaches that page: await the pages "
-                   "in order, so that the error surfaces where the page's items would have.")
+                   "in order, so that the error surfaces where the page's items would have.",
+                   "page error raised too early" if len(run.got) < len(before)
+                   else "page error raised too late")
         return
     report.add("a failing page raises in the consumer", True,
                f"the consumer got the {len(before)} items before page {f}, then page {f}'s "
@@ -621,6 +690,9 @@ def check_iter_items(fn, *, variant: str = "public", seed: int | None = None) ->
     """
     report = Report("iter_items")
     sc = scenario(variant, seed)
+    with warnings.catch_warnings():  # garbage of earlier checks is not this code's doing
+        warnings.simplefilter("ignore")
+        gc.collect()
     bad = _kind_of(fn)
     if bad:
         if inspect.iscoroutinefunction(fn):
@@ -628,13 +700,13 @@ def check_iter_items(fn, *, variant: str = "public", seed: int | None = None) ->
             obs = observe(lambda: fn(sc.api(), prefetch=sc.prefetch), name="iter_items",
                           namespaces=(getattr(fn, "__globals__", {}),))
             if isinstance(obs.error, NotImplementedError):
-                report.findings.extend(common_findings("iter_items", obs))
+                report.findings.extend(_common("iter_items", obs))
                 return report
         report.findings.append(bad)
         return report
     full = play(fn, sc, "full")
     report.timeline = full.obs.timeline
-    early = common_findings("iter_items", full.obs)
+    early = _common("iter_items", full.obs)
     report.findings.extend(early)
     if full.obs.hang is not None or full.obs.error is not None:
         return report
@@ -646,7 +718,7 @@ def check_iter_items(fn, *, variant: str = "public", seed: int | None = None) ->
     _cleanup_findings(report, sc, full, exits)
     _failure_finding(report, sc, exits[-1])
     for run in exits:
-        later = [f for f in common_findings("iter_items", run.obs)
+        later = [f for f in _common("iter_items", run.obs)
                  if f.prop in ("never blocks the event loop", "every coroutine awaited")]
         _add_new(report, later)
     return report

@@ -249,6 +249,37 @@ async def iter_items(api, *, prefetch=2):
 }
 
 
+# What each wrong solution must be diagnosed with (``Finding.diagnosis`` of the failed finding).
+DIAGNOSIS = {
+    "no prefetch (one page at a time)": "no prefetch (one page at a time)",
+    "a deque of coroutines, not tasks": "no prefetch (one page at a time)",
+    "unbounded prefetch (all pages at once)": "all pages at once",
+    "out of order (completion order)": "completion order",
+    "tasks left running after break": "prefetch tasks left running",
+    "cancelled but not awaited": "cancelled tasks not awaited",
+    "waits for the prefetches instead of cancelling": "waits for the prefetches instead of cancelling",
+    "connection not released on break (no try/finally)": "session not released on early exit",
+    "off by one: tops up before awaiting": "one request too many (off by one)",
+    "gathers the cancelled tasks without return_exceptions": "page error replaced by CancelledError",
+    "fetches beyond the last page": "fetches past the last page",
+    "swallows the page error": "swallows the page error",
+    "gathers the rest, raises too early": "page error raised too early",
+    "time.sleep in the generator": "blocked the loop",
+    "forgotten await": "forgotten await",
+    "a coroutine function, not a generator": "a coroutine function, not a generator",
+    "stub": "not written yet",
+}
+
+
+def diagnosis_of(report, prop: str) -> str:
+    finding = next(f for f in report.findings if f.prop == prop)
+    return getattr(finding, "diagnosis", "")
+
+
+def test_every_wrong_solution_has_its_diagnosis():
+    assert set(DIAGNOSIS) == set(WRONG)
+
+
 @pytest.mark.parametrize("variant", ["public", "hidden"])
 @pytest.mark.parametrize("code", [REFERENCE, SEMAPHORE], ids=["deque", "dict-of-tasks"])
 def test_correct_solutions_pass(code, variant):
@@ -271,6 +302,18 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
     failed = failed_props(report)
     assert prop in failed, report.text()
     assert fragment in failed[prop], report.text()
+    assert diagnosis_of(report, prop) == DIAGNOSIS[name], report.text()
+    undiagnosed = [f.prop for f in report.findings if not f.passed
+                   and not getattr(f, "diagnosis", "")]
+    assert not undiagnosed, report.text()
+
+
+def test_a_check_is_not_blamed_for_the_garbage_of_the_one_before():
+    """Coroutines a wrong answer never awaited are reported in its own check, not the next."""
+    wrong = check(define(WRONG["a deque of coroutines, not tasks"][0], "iter_items"))
+    assert "every coroutine awaited" in failed_props(wrong), wrong.text()
+    after = check(define(REFERENCE, "iter_items"))
+    assert after.passed, after.text()
 
 
 @pytest.mark.parametrize("name", ["no prefetch (one page at a time)",
@@ -284,6 +327,7 @@ def test_hidden_variants_reject_them_too(name, seed):
     code, prop, _ = WRONG[name]
     report = check_iter_items(define(code, "iter_items"), variant="hidden", seed=seed)
     assert prop in failed_props(report), report.text()
+    assert diagnosis_of(report, prop) == DIAGNOSIS[name], report.text()
 
 
 def test_the_stub_only_says_not_written():
