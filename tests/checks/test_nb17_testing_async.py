@@ -16,7 +16,7 @@ import pytest
 
 
 class TestRateLimiter:
-    async def test_never_more_than_max_at_once_and_the_limit_is_used(self, limiter_cls):
+    async def test_peak_inside_is_max_at_once(self, limiter_cls):
         limiter = limiter_cls(max_per_s=100, max_at_once=3)
         inside = peak = 0
 
@@ -198,7 +198,7 @@ class TestRateLimiter:
 ''', "has tests", "no test methods"),
     "stub": ('''
 class TestRateLimiter:
-    async def test_never_more_than_max_at_once_and_the_limit_is_used(self, limiter_cls):
+    async def test_peak_inside_is_max_at_once(self, limiter_cls):
         raise NotImplementedError("write your solution here")
 ''', "written", "not written yet"),
 }
@@ -286,3 +286,16 @@ def test_rate_limiter_rejects_nonsense():
         RateLimiter(max_per_s=0, max_at_once=1)
     with pytest.raises(ValueError):
         RateLimiter(max_per_s=1, max_at_once=0)
+
+
+def test_the_solution_notebook_passes_and_its_exercise_is_the_stub(root):
+    import nbformat
+
+    def answer(folder: str) -> str:
+        nb = nbformat.read(root / folder / "17_testing_async.ipynb", as_version=4)
+        return next(c.source for c in nb.cells if "answer" in c.metadata.get("tags", []))
+
+    namespace_code = "import asyncio\nimport pytest\n"
+    assert check(define(namespace_code + answer("solutions"), "TestRateLimiter")).passed
+    stub = check(define(namespace_code + answer("exercises"), "TestRateLimiter"))
+    assert [f.prop for f in stub.findings] == ["written"], stub.text()
