@@ -100,14 +100,20 @@ def run_pytest(files: dict[str, str], *args: str, timeout_s: float = 120.0) -> P
 
     ``args`` are extra pytest arguments (``"-v"``, ``"-k", "name"``). The run has
     its own ``pytest.ini``, so no configuration of the course folder applies.
+    Only anyio's plugin is loaded; ask for another one with ``"-p", "name"``.
     """
     with tempfile.TemporaryDirectory(prefix="asynclab-tests-") as folder:
         for name, source in {"pytest.ini": "[pytest]\n", **files}.items():
             Path(folder, name).write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
-        env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        # The same plain 80-column text wherever it runs (a kernel asks for colours).
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "80"}
+        for name in ("FORCE_COLOR", "PY_COLORS", "CLICOLOR_FORCE"):
+            env.pop(name, None)
         env.pop("PYTEST_ADDOPTS", None)
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        verbosity = () if any(a.startswith("-v") for a in args) else ("-q",)
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "--no-header", "-p", "anyio",
+            [sys.executable, "-m", "pytest", *verbosity, "--no-header", "--color=no", "-p", "anyio",
              "-p", "no:cacheprovider", *args],
             cwd=folder, env=env, capture_output=True, text=True, timeout=timeout_s)
         return PytestRun(done.returncode, _stable(done.stdout + done.stderr, folder))
