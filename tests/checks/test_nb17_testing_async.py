@@ -299,3 +299,12 @@ def test_the_solution_notebook_passes_and_its_exercise_is_the_stub(root):
     assert check(define(namespace_code + answer("solutions"), "TestRateLimiter")).passed
     stub = check(define(namespace_code + answer("exercises"), "TestRateLimiter"))
     assert [f.prop for f in stub.findings] == ["written"], stub.text()
+
+
+def test_a_passing_report_reads_the_same_whatever_the_tests_are_called():
+    """The course's rule: a passing check prints what the reference's check printed."""
+    renamed = REFERENCE.replace("def test_", "def test_renamed_").replace(
+        "async def test_renamed_entries_are_spaced", "async def test_renamed_entries_are_spaced")
+    ours = check(define(REFERENCE, "TestRateLimiter"))
+    theirs = check(define(renamed, "TestRateLimiter"))
+    assert theirs.passed and theirs.text() == ours.text()
