@@ -16,7 +16,7 @@ __all__ = ["RateLimiter"]
 
 
 class RateLimiter:
-    """At most ``max_at_once`` callers inside at a time, and starts at least ``1/max_per_s`` s apart.
+    """At most ``max_at_once`` callers inside at a time; entries at least ``1/max_per_s`` s apart.
 
     Use it as ``async with limiter: ...`` around each call, or as
     ``await limiter.acquire()`` ... ``limiter.release()``. What it guarantees:
@@ -77,4 +77,5 @@ class RateLimiter:
         self.release()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(max_per_s={self.max_per_s!r}, max_at_once={self.max_at_once!r})"
+        return (f"{type(self).__name__}(max_per_s={self.max_per_s!r}, "
+                f"max_at_once={self.max_at_once!r})")

@@ -1,4 +1,5 @@
-"""asynclab.ratelimit keeps its promises; asynclab.testing runs unittest and pytest on virtual time."""
+"""asynclab.ratelimit keeps its promises; asynclab.testing runs unittest and pytest on a
+virtual clock."""
 
 from __future__ import annotations
 
