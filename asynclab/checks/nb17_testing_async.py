@@ -357,7 +357,8 @@ def check_tests(cls: Any, *, variant: str = "public", seed: int | None = None) -
     """Judge the learner's ``TestRateLimiter`` class.
 
     Properties: it has async test methods that take ``limiter_cls``; every test
-    passes on the correct limiter; every test can fail at all (it asserts
+    passes on the correct limiter, and again when run a second time (no state kept
+    between runs); every test can fail at all (it asserts
     something); no test takes real time (``time.sleep``, a real wait); each of
     the broken limiters in ``BUGS`` makes at least one valid test fail. The
     hidden variant runs the tests in an order drawn from ``seed``: tests that
@@ -406,6 +407,10 @@ def check_tests(cls: Any, *, variant: str = "public", seed: int | None = None) -
 
     # 1. Every test passes on the correct limiter.
     wrong = [n for n in names if runs[n].failed]
+    # Each test that passed runs once more: a test that keeps state from one run to the next
+    # (a list at class level) would otherwise "catch" every broken limiter run after it.
+    again = {n: run_test(cls, n, RateLimiter) for n in order if n not in wrong}
+    stale = [n for n in names if n in again and again[n].failed]
     if wrong:
         report.timeline = runs[wrong[0]].obs.timeline
         fn = getattr(cls, wrong[0])
@@ -423,12 +428,19 @@ def check_tests(cls: Any, *, variant: str = "public", seed: int | None = None) -
                     "what it promises (and what it does not).")
         else:
             hint = "Run the test by hand on RateLimiter to see where it fails."
+        message = (f"{len(wrong)} of {len(names)} tests fail on the correct RateLimiter: "
+                   f"{_why_it_failed(runs[wrong[0]], getattr(cls, wrong[0]))}")
+    elif stale:
+        report.timeline = again[stale[0]].obs.timeline
+        hint = ("Keep what a test records in local variables (or in attributes it sets "
+                "itself): every run of a test must start from scratch, whatever ran before.")
+        why = _why_it_failed(again[stale[0]], getattr(cls, stale[0])).removeprefix(stale[0] + " ")
+        message = (f"{stale[0]} passes once, then fails when run again: {why}; it keeps "
+                   "state from one run to the next (a list at class level?)")
     else:
-        hint = ""
-    report.add("passes on the correct limiter", not wrong,
-               "every test passes on the correct RateLimiter" if not wrong else
-               f"{len(wrong)} of {len(names)} tests fail on the correct RateLimiter: "
-               f"{_why_it_failed(runs[wrong[0]], getattr(cls, wrong[0]))}", hint)
+        hint, message = "", "every test passes on the correct RateLimiter"
+    report.add("passes on the correct limiter", not wrong and not stale, message, hint)
+    wrong += stale
 
     # 2. Every test can fail.
     idle = [n for n in names if not can_fail(getattr(cls, n), cls)]

@@ -177,6 +177,23 @@ class TestRateLimiter:
     "no idle pause": (
         reference_without("test_no_burst_after_an_idle_pause"),
         "catches: a burst after an idle pause", "burst in after an idle pause"),
+    "state kept at class level": ('''
+import asyncio
+
+class TestRateLimiter:
+    entries = []  # shared by every run of every test
+
+    async def test_entries_are_spaced(self, limiter_cls):
+        loop = asyncio.get_running_loop()
+        limiter = limiter_cls(max_per_s=4, max_at_once=10)
+
+        async def caller():
+            async with limiter:
+                self.entries.append(loop.time())
+
+        await asyncio.gather(*(caller() for _ in range(3)))
+        assert self.entries == [0, 0.25, 0.5]
+''', "passes on the correct limiter", "passes once, then fails when run again"),
     "plain test functions": ('''
 class TestRateLimiter:
     def test_limit(self, limiter_cls):
