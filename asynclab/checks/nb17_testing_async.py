@@ -124,6 +124,32 @@ class KeepsSlotWhenCancelled(RateLimiter):
         await self._wait_for_turn()
 
 
+class OtherInsides:
+    """A correct limiter with other insides: it keeps a RateLimiter where tests cannot see it.
+
+    The hidden check runs the learner's tests on it too: a test that reads private
+    attributes (``limiter._slots``) or checks the class pins one implementation, not the
+    promises, and fails here.
+    """
+
+    def __init__(self, max_per_s: float, max_at_once: int) -> None:
+        self.max_per_s, self.max_at_once = max_per_s, max_at_once
+        self.__inner = RateLimiter(max_per_s, max_at_once)
+
+    async def acquire(self) -> None:
+        await self.__inner.acquire()
+
+    def release(self) -> None:
+        self.__inner.release()
+
+    async def __aenter__(self) -> "OtherInsides":
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.release()
+
+
 @dataclass(frozen=True)
 class Bug:
     name: str  # what the finding is called: "catches: <name>"
@@ -361,8 +387,9 @@ def check_tests(cls: Any, *, variant: str = "public", seed: int | None = None) -
     between runs); every test can fail at all (it asserts
     something); no test takes real time (``time.sleep``, a real wait); each of
     the broken limiters in ``BUGS`` makes at least one valid test fail. The
-    hidden variant runs the tests in an order drawn from ``seed``: tests that
-    share state through the class (a list at class level) show it there.
+    hidden variant runs the tests in an order drawn from ``seed``, and also on
+    ``OtherInsides``, a correct limiter built differently: tests of private
+    details (``limiter._slots``) fail there.
     """
     report = Report(EXERCISE)
     if not isinstance(cls, type):
@@ -411,6 +438,10 @@ def check_tests(cls: Any, *, variant: str = "public", seed: int | None = None) -
     # (a list at class level) would otherwise "catch" every broken limiter run after it.
     again = {n: run_test(cls, n, RateLimiter) for n in order if n not in wrong}
     stale = [n for n in names if n in again and again[n].failed]
+    # The hidden check: the same promises kept by other insides must pass the tests too.
+    other = {} if variant == "public" else {
+        n: run_test(cls, n, OtherInsides) for n in order if n not in wrong and n not in stale}
+    coupled = [n for n in names if n in other and other[n].failed]
     if wrong:
         report.timeline = runs[wrong[0]].obs.timeline
         fn = getattr(cls, wrong[0])
@@ -437,10 +468,19 @@ def check_tests(cls: Any, *, variant: str = "public", seed: int | None = None) -
         why = _why_it_failed(again[stale[0]], getattr(cls, stale[0])).removeprefix(stale[0] + " ")
         message = (f"{stale[0]} passes once, then fails when run again: {why}; it keeps "
                    "state from one run to the next (a list at class level?)")
+    elif coupled:
+        report.timeline = other[coupled[0]].obs.timeline
+        hint = ("Test what the docstring promises, through acquire(), release() and `async "
+                "with` only: a test that reads private attributes (limiter._slots) or checks "
+                "the class fails on every other correct limiter.")
+        why = _why_it_failed(other[coupled[0]], getattr(cls, coupled[0])).removeprefix(
+            coupled[0] + " ")
+        message = (f"{coupled[0]} fails on another correct limiter (the same promises, other "
+                   f"insides): {why}")
     else:
         hint, message = "", "every test passes on the correct RateLimiter"
-    report.add("passes on the correct limiter", not wrong and not stale, message, hint)
-    wrong += stale
+    report.add("passes on the correct limiter", not (wrong or stale or coupled), message, hint)
+    wrong += stale + coupled
 
     # 2. Every test can fail.
     idle = [n for n in names if not can_fail(getattr(cls, n), cls)]

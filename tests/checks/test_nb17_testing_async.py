@@ -325,3 +325,20 @@ def test_a_passing_report_reads_the_same_whatever_the_tests_are_called():
     ours = check(define(REFERENCE, "TestRateLimiter"))
     theirs = check(define(renamed, "TestRateLimiter"))
     assert theirs.passed and theirs.text() == ours.text()
+
+
+PRIVATE = REFERENCE.replace("    @staticmethod", """    async def test_three_slots_at_first(self, limiter_cls):
+        limiter = limiter_cls(max_per_s=4, max_at_once=3)
+        assert limiter._slots._value == 3
+
+    @staticmethod""")
+
+
+def test_tests_of_private_insides_pass_public_but_fail_hidden():
+    cls = define(PRIVATE, "TestRateLimiter")
+    assert check(cls).passed
+    report = check(cls, variant="hidden")
+    failed = failed_props(report)
+    assert "fails on another correct limiter" in failed["passes on the correct limiter"], \
+        report.text()
+    assert "_slots" in failed["passes on the correct limiter"]
