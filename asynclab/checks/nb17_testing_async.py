@@ -344,7 +344,7 @@ def fails_with(cls: type, name: str, limiter_cls: type) -> bool:
     return run.error is not None
 
 
-def test_names(cls: type) -> list[str]:
+def collect_test_names(cls: type) -> list[str]:
     """The test methods, in the order the class defines them (its bases' first)."""
     names: list[str] = []
     for klass in reversed(cls.__mro__[:-1]):
@@ -383,10 +383,10 @@ def check_tests(cls: Any, *, variant: str = "public", seed: int | None = None) -
     """Judge the learner's ``TestRateLimiter`` class.
 
     Properties: it has async test methods that take ``limiter_cls``; every test
-    passes on the correct limiter, and again when run a second time (no state kept
-    between runs); every test can fail at all (it asserts
-    something); no test takes real time (``time.sleep``, a real wait); each of
-    the broken limiters in ``BUGS`` makes at least one valid test fail. The
+    passes on the correct limiter, and again when run a second time (no state
+    kept between runs); every test can fail at all (it asserts something); no
+    test takes real time (``time.sleep``, a real wait); each of the broken
+    limiters in ``BUGS`` makes at least one valid test fail. The
     hidden variant runs the tests in an order drawn from ``seed``, and also on
     ``OtherInsides``, a correct limiter built differently: tests of private
     details (``limiter._slots``) fail there.
@@ -397,7 +397,7 @@ def check_tests(cls: Any, *, variant: str = "public", seed: int | None = None) -
                    f"Write `class {EXERCISE}:` with one `async def test_...(self, limiter_cls)` "
                    "method per behaviour you test.")
         return report
-    names = test_names(cls)
+    names = collect_test_names(cls)
     if not names:
         report.add("has tests", False, f"{EXERCISE} has no test methods (their names must start "
                    "with `test`).", "Add methods like `async def test_at_most_max_at_once(self, "
