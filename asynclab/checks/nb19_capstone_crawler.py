@@ -80,19 +80,19 @@ def tiny_site(retries: int) -> Site:
 
 def scenario(variant: str = "public", seed: int | None = None) -> Scenario:
     if variant == "public":
-        site = make_site(DEFAULT_SEED, pages=150)
+        site = make_site(DEFAULT_SEED, pages=100)
         params = Params()
     else:
         rng = random.Random(DEFAULT_SEED if seed is None else seed)
         hosts = [f"{name}.site.test" for name in ("www", "docs", "blog", "shop")[:rng.randint(2, 4)]]
-        site = make_site(rng.randrange(10**6), pages=rng.randint(100, 180), hosts=hosts,
+        site = make_site(rng.randrange(10**6), pages=rng.randint(80, 140), hosts=hosts,
                          max_fail=3)
         params = Params(max_per_host=rng.randint(2, 5), timeout_s=rng.choice([2.0, 2.5, 3.0]),
                         deadline_s=90.0, retries=rng.randint(1, 3),
                         backoff_s=rng.choice([0.05, 0.1, 0.2]))
     best = best_makespan(site, max_per_host=params.max_per_host, timeout_s=params.timeout_s,
                          retries=params.retries, backoff_s=params.backoff_s)
-    tiny_params = replace(params, timeout_s=0.3, deadline_s=60.0)
+    tiny_params = replace(params, max_per_host=5, timeout_s=0.3, deadline_s=60.0)
     return Scenario(site, params, best, tiny_site(params.retries), tiny_params,
                     deadline_s=round(best * 0.4, 2), cancel_at=round(best * 0.3, 2))
 
@@ -169,6 +169,13 @@ def run_crawl(fn: Any, site: Site, params: Params, *, cancel_at: float | None = 
 
 
 # -- judging -------------------------------------------------------------------------------
+def _overlapping(calls: list) -> bool:
+    """Two requests for one page at once: a duplicate, not a retry (a retry follows its failure)."""
+    ordered = sorted(calls, key=lambda c: c.start)
+    return any(b.start < (a.end if a.end is not None else float("inf")) - TOLERANCE_S
+               for a, b in zip(ordered, ordered[1:]))
+
+
 def _value(v: Any) -> str:
     return repr(v)[:50]
 
@@ -229,7 +236,8 @@ def _judge_fetches(report: Report, run: Run, want: dict[str, Any], params: Param
     for key, calls in by_key.items():
         page = site.pages.get(key)
         if page is None or page.fail_first or page.hangs:
-            continue  # judged with retries and timeouts
+            if not _overlapping(calls):
+                continue  # asked again after an answer: judged with retries and timeouts
         if len(calls) > 1:
             (spelled if len({c.url for c in calls}) > 1 else raced).append((key, calls))
     if spelled:
@@ -241,7 +249,9 @@ def _judge_fetches(report: Report, run: Run, want: dict[str, Any], params: Param
         key, calls = raced[0]
         overlap = calls[1].start < (calls[0].end or float("inf"))
         msg = (f"{plural(len(raced), 'page')} fetched more than once, e.g. {key} "
-               f"{len(calls)} times" + (", the fetches overlapping" if overlap else ""))
+               f"{len(calls)} times" + (", at the same time" if overlap else "")
+               + ": several tasks found the link missing from `seen` before any of them "
+               "recorded it")
         hint = ("Two tasks found the same link, both saw it missing from `seen`, and both fetched "
                 "it: add the URL to `seen` at the moment you decide to fetch it, before any "
                 "`await` (check-then-act across an await is a race).")
@@ -250,7 +260,7 @@ def _judge_fetches(report: Report, run: Run, want: dict[str, Any], params: Param
     report.add("each page fetched once", not (spelled or raced), msg, hint)
     # 404: fetched once, stored as 404.
     gone = [k for k, v in want.items() if v == 404]
-    retried = [k for k in gone if len(by_key.get(k, [])) > 1
+    retried = [k for k in gone if len(by_key.get(k, [])) > 1 and not _overlapping(by_key[k])
                and all(b.start >= (a.end or 0) - TOLERANCE_S
                        for a, b in zip(by_key[k], by_key[k][1:]))]
     stored = run.obs.result if isinstance(run.obs.result, dict) else {}
@@ -287,6 +297,10 @@ def _judge_limits(report: Report, run: Run, sc: Scenario) -> bool:
         msg = (f"finished in {elapsed:.1f} virtual s; the best order takes {sc.best_s:.1f} s "
                f"({limit} per host)")
         hint = ""
+    elif any((c.duration or 0) > sc.params.timeout_s + TOLERANCE_S for c in site.calls):
+        msg = (f"took {elapsed:.1f} virtual s, waiting for pages that hang; with a timeout and "
+               f"{limit} per host it takes {sc.best_s:.1f} s")
+        hint = "See the timeout finding: a request that hangs holds its slot until it is given up."
     elif total_peak <= 1:
         msg = (f"took {elapsed:.1f} virtual s with one request at a time; {limit} per host "
                f"takes {sc.best_s:.1f} s")
@@ -313,12 +327,15 @@ def _judge_timeouts(report: Report, run: Run, sc: Scenario) -> None:
     problems = []
     for key in run.site.kinds()["hangs"]:
         calls = run.site.calls_for(key)
-        if not calls:
-            continue  # not reached: judged by "finds every page"
+        if not calls or _overlapping(calls):
+            continue  # not reached: judged by "finds every page"; duplicates: "fetched once"
         first = calls[0]
         if first.outcome == "ok":
             problems.append(f"{key} hangs for {first.duration:g} s and was waited for to the "
                             "end: no timeout per request")
+        elif first.outcome == "cancelled" and (first.duration or 0) > t + TOLERANCE_S:
+            problems.append(f"{key} hangs; it was given up on only after {first.duration:.1f} s, "
+                            "when the whole crawl stopped: no timeout per request")
         elif first.outcome == "cancelled" and abs((first.duration or 0) - t) > TOLERANCE_S:
             problems.append(f"{key} was cancelled after {first.duration:.2f} s, not after "
                             f"timeout_s={t:g} s")
@@ -344,8 +361,8 @@ def _judge_retries(report: Report, run: Run, sc: Scenario) -> None:
     problem, hint = "", ""
     for key in kinds["flaky"] + kinds["broken"]:
         calls = run.site.calls_for(key)
-        if not calls:
-            continue
+        if not calls or _overlapping(calls):
+            continue  # duplicates are judged by "each page fetched once"
         page = run.site.pages[key]
         attempts = min(page.fail_first + 1, p.retries + 1)
         want = page.title if page.fail_first <= p.retries else 503
@@ -387,16 +404,22 @@ def _judge_tiny(report: Report, run: Run, sc: Scenario) -> None:
     best = max(0.1 + (p.retries + 1) * 0.1 + backoffs, 0.1 + p.timeout_s)
     elapsed = run.returned_at if run.returned_at is not None else run.obs.elapsed
     last_end = max((c.end or 0.0) for c in broken) if broken else 0.0
+    any_end = max((c.end or 0.0) for c in run.site.calls) if run.site.calls else 0.0
     ok = elapsed <= best + TOLERANCE_S
     if ok:
         msg = f"on a 5-page site, returned at {elapsed:.2f} s, as soon as the last page was done"
         hint = ""
-    elif broken and len(broken) == p.retries + 1 and elapsed - last_end > TOLERANCE_S:
+    elif (broken and len(broken) == p.retries + 1 and elapsed - last_end > TOLERANCE_S
+          and any_end <= last_end + TOLERANCE_S):
         msg = (f"the always-broken page's last attempt ended at {last_end:.2f} s, but crawl "
                f"returned at {elapsed:.2f} s: it slept {elapsed - last_end:.2f} s after the "
                "last attempt")
         hint = ("Do not sleep after the last attempt: there is nothing left to wait for. "
                 "Sleep only when another attempt follows.")
+    elif any((c.duration or 0) > p.timeout_s + TOLERANCE_S for c in run.site.calls):
+        msg = (f"on a 5-page site it returned at {elapsed:.2f} s, held up by a page that hangs; "
+               f"it can be done by {best:.2f} s")
+        hint = "See the timeout finding."
     else:
         msg = f"on a 5-page site it returned at {elapsed:.2f} s; it can be done by {best:.2f} s"
         hint = "Return as soon as every page is settled."
