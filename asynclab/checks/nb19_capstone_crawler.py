@@ -222,6 +222,26 @@ def _judge_result(report: Report, run: Run, want: dict[str, Any], sc: Scenario) 
     return True
 
 
+def _is_chain(calls: list, backoff_s: float) -> bool:
+    """Requests that follow each other with at least the backoff between them: retries."""
+    return all(b.start >= (a.end if a.end is not None else float("inf"))
+               + backoff_s * 2 ** n - TOLERANCE_S for n, (a, b) in enumerate(zip(calls, calls[1:])))
+
+
+def _duplicated(site: Site, key: str, calls: list, params: Params) -> bool:
+    """More requests for ``key`` than its answers explain, and not in the shape of retries."""
+    if len(calls) < 2:
+        return False
+    page = site.pages.get(key)
+    if _overlapping(calls) or len({c.url for c in calls}) > 1:
+        return True
+    if page is None:  # a 404 retried in a loop is asked exactly retries + 1 times
+        return not (len(calls) == params.retries + 1 and _is_chain(calls, 0.0))
+    if page.fail_first or page.hangs:
+        return not (len(calls) <= params.retries + 1 and _is_chain(calls, 0.0))
+    return True
+
+
 def _judge_fetches(report: Report, run: Run, want: dict[str, Any], params: Params) -> None:
     site = run.site
     ext = [c for c in site.calls if c.host == EXTERNAL_HOST or c.host not in site.hosts]
@@ -234,11 +254,7 @@ def _judge_fetches(report: Report, run: Run, want: dict[str, Any], params: Param
         by_key.setdefault(c.key, []).append(c)
     spelled, raced = [], []
     for key, calls in by_key.items():
-        page = site.pages.get(key)
-        if page is None or page.fail_first or page.hangs:
-            if not _overlapping(calls):
-                continue  # asked again after an answer: judged with retries and timeouts
-        if len(calls) > 1:
+        if _duplicated(site, key, calls, params):
             (spelled if len({c.url for c in calls}) > 1 else raced).append((key, calls))
     if spelled:
         key, calls = spelled[0]
@@ -260,9 +276,8 @@ def _judge_fetches(report: Report, run: Run, want: dict[str, Any], params: Param
     report.add("each page fetched once", not (spelled or raced), msg, hint)
     # 404: fetched once, stored as 404.
     gone = [k for k, v in want.items() if v == 404]
-    retried = [k for k in gone if len(by_key.get(k, [])) > 1 and not _overlapping(by_key[k])
-               and all(b.start >= (a.end or 0) - TOLERANCE_S
-                       for a, b in zip(by_key[k], by_key[k][1:]))]
+    retried = [k for k in gone if len(by_key.get(k, [])) > 1
+               and not _duplicated(site, k, by_key[k], params)]
     stored = run.obs.result if isinstance(run.obs.result, dict) else {}
     wrong404 = [k for k in gone if k in stored and stored[k] != 404]
     report.add("a 404 is not retried", not retried and not wrong404,
@@ -327,7 +342,7 @@ def _judge_timeouts(report: Report, run: Run, sc: Scenario) -> None:
     problems = []
     for key in run.site.kinds()["hangs"]:
         calls = run.site.calls_for(key)
-        if not calls or _overlapping(calls):
+        if not calls or _duplicated(run.site, key, calls, sc.params):
             continue  # not reached: judged by "finds every page"; duplicates: "fetched once"
         first = calls[0]
         if first.outcome == "ok":
@@ -361,7 +376,7 @@ def _judge_retries(report: Report, run: Run, sc: Scenario) -> None:
     problem, hint = "", ""
     for key in kinds["flaky"] + kinds["broken"]:
         calls = run.site.calls_for(key)
-        if not calls or _overlapping(calls):
+        if not calls or _duplicated(run.site, key, calls, p):
             continue  # duplicates are judged by "each page fetched once"
         page = run.site.pages[key]
         attempts = min(page.fail_first + 1, p.retries + 1)
@@ -471,7 +486,7 @@ def _judge_cancel(report: Report, run: Run, sc: Scenario, want: dict[str, Any]) 
     pages = run.pages or {}
     wrong = [k for k, v in pages.items() if want.get(k, "absent") != v]
     finished = {c.key for c in run.site.calls if c.outcome == "ok" and c.end is not None
-                and c.end < at - TOLERANCE_S and c.status in (200, 404)
+                and c.end < at - TOLERANCE_S and c.status == 200
                 and c.key in want}
     lost = sorted(finished - set(pages))
     if run.obs.hang is not None:
