@@ -442,4 +442,4 @@ def site_routes(site: Site) -> list[Any]:
         status, body = await site.respond(base + request.path_qs)
         return web.Response(status=status, text=body, content_type="text/html")
 
-    return [web.get("/{tail:.*}", handle)]
+    return [web.get("/{page:.*}", handle)]
