@@ -130,3 +130,19 @@ def test_the_same_crawler_crawls_the_site_over_real_http_on_127_0_0_1():
     # The hanging page costs one timeout (0.5 s); the rest is milliseconds. 10 s is a generous
     # bound for a loaded machine; the point is that nothing waited for the hang (600 s).
     assert 0.5 <= took < 10.0 < HANG_S
+
+
+def test_the_script_stops_cleanly_on_ctrl_c():
+    """notebooks/scripts/19_crawler.py sends itself SIGINT mid-crawl: it reports and exits 0."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = ROOT / "notebooks" / "scripts" / "19_crawler.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=script.parent)
+    assert done.returncode == 0, done.stderr
+    assert "Ctrl-C: the crawl was cancelled with" in done.stdout, done.stdout
+    assert "requests still in flight: 0, tasks left: 0" in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr

@@ -29,8 +29,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asynclab.checking import Finding, Observation, Report, common_findings, observe, plural
-from asynclab.checking import require_coroutine_function
+from asynclab.checking import (Observation, Report, common_findings, observe, plural,
+                               require_coroutine_function)
 from asynclab.crawlsite import (ALWAYS, EXTERNAL_HOST, Page, Site, best_makespan, expected,
                                 host_of, make_site, normalise)
 
@@ -309,8 +309,8 @@ def _judge_limits(report: Report, run: Run, sc: Scenario) -> bool:
     hosts_used = len([h for h in peaks if h in site.hosts])
     fast = elapsed <= bound and peak >= min(limit, 2)
     if fast:
-        msg = (f"finished in {elapsed:.1f} virtual s; the best order takes {sc.best_s:.1f} s "
-               f"({limit} per host)")
+        msg = (f"finished in {elapsed:.1f} virtual s; a crawl that never leaves a slot idle "
+               f"takes {sc.best_s:.1f} s ({limit} per host)")
         hint = ""
     elif any((c.duration or 0) > sc.params.timeout_s + TOLERANCE_S for c in site.calls):
         msg = (f"took {elapsed:.1f} virtual s, waiting for pages that hang; with a timeout and "
