@@ -123,7 +123,7 @@ DEADLINE_LEAVES_TASKS = edit('''    try:
 # name: (code, the property that must fail, a fragment of its message)
 WRONG = {
     "sequential": (SEQUENTIAL, "really concurrent", "with one request at a time"),
-    "unbounded (gather over every link)": (edit(
+    "unbounded (a task per link, no semaphore)": (edit(
         "            async with slots[host_of(url)]:\n                try:",
         "            if True:\n                try:"),
         "at most max_per_host per host", "in flight at once on"),
