@@ -359,13 +359,16 @@ def expected(site: Site, retries: int = 2) -> dict[str, Any]:
 
 
 def best_makespan(site: Site, *, max_per_host: int, timeout_s: float, retries: int,
-                  backoff_s: float) -> float:
+                  backoff_s: float, hold_slot_in_backoff: bool = False) -> float:
     """How long a polite crawl takes when every free slot of a host starts the next known page.
 
     A simulation, on the crawl's own rules: at most ``max_per_host`` requests
     per host at once, a request ends after its latency (or ``timeout_s``), a
     503 is retried after ``backoff_s * 2**n`` with the slot given back during
     the wait, and a page's links are known when its 200 arrives.
+
+    ``hold_slot_in_backoff=True`` keeps the slot during the backoff instead (a
+    worker that sleeps before its retry): a little slower, just as polite.
     """
     allowed = set(site.hosts)
     busy: Counter[str] = Counter()
@@ -385,19 +388,18 @@ def best_makespan(site: Site, *, max_per_host: int, timeout_s: float, retries: i
         seq += 1
         heapq.heappush(waiting[host_of(url)], (t, seq, url, attempt))
 
+    def took(url: str) -> float:
+        page = site.pages.get(url)
+        if page is None:
+            return NOT_FOUND_LATENCY_S
+        return min(HANG_S if page.hangs else page.latency_s, timeout_s)
+
     def start_what_fits(t: float) -> None:
         for host, queue in waiting.items():
             while queue and busy[host] < max_per_host:
                 _, _, url, attempt = heapq.heappop(queue)
                 busy[host] += 1
-                page = site.pages.get(url)
-                if page is None:
-                    took = NOT_FOUND_LATENCY_S
-                elif page.hangs:
-                    took = min(HANG_S, timeout_s)
-                else:
-                    took = min(page.latency_s, timeout_s)
-                push(t + took, "done", url, attempt)
+                push(t + took(url), "done", url, attempt)
 
     ready(0.0, normalise(site.start_url), 1)
     start_what_fits(0.0)
@@ -406,13 +408,19 @@ def best_makespan(site: Site, *, max_per_host: int, timeout_s: float, retries: i
         end = max(end, t)
         if kind == "retry":
             ready(t, url, attempt)
+        elif kind == "again":  # the slot was kept during the backoff
+            push(t + took(url), "done", url, attempt)
         else:
-            busy[host_of(url)] -= 1
             page = site.pages.get(url)
+            again = (page is not None and not page.hangs and attempt <= page.fail_first
+                     and attempt <= retries)
+            if not (again and hold_slot_in_backoff):
+                busy[host_of(url)] -= 1
             if page is not None and not page.hangs:
                 if attempt <= page.fail_first:
-                    if attempt <= retries:
-                        push(t + backoff_s * 2 ** (attempt - 1), "retry", url, attempt + 1)
+                    if again:
+                        push(t + backoff_s * 2 ** (attempt - 1),
+                             "again" if hold_slot_in_backoff else "retry", url, attempt + 1)
                 else:
                     for link in extract_links(url, page.html()):
                         link = normalise(link)

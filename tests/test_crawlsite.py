@@ -92,6 +92,8 @@ def test_best_makespan_is_bounded_by_the_work_and_the_one_at_a_time_crawl():
     work = sum(min(p.latency_s, 2.0) for p in site.pages.values() if not p.hangs)
     assert four < one and one >= work / len(site.hosts) - 1e-9
     assert best_makespan(site, max_per_host=1000, **kw) <= four
+    # Keeping the slot during a backoff can only be slower.
+    assert best_makespan(site, max_per_host=4, hold_slot_in_backoff=True, **kw) >= four
 
 
 def test_the_reference_crawler_reaches_the_best_time_on_virtual_time():

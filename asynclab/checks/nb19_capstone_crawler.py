@@ -58,7 +58,8 @@ class Params:
 class Scenario:
     site: Site
     params: Params
-    best_s: float
+    best_s: float  # every slot busy while pages wait, slots given back during backoffs
+    bound_s: float  # the slower of that and keeping the slot during backoffs
     tiny: Site
     tiny_params: Params
     deadline_s: float  # for the deadline run
@@ -90,10 +91,13 @@ def scenario(variant: str = "public", seed: int | None = None) -> Scenario:
         params = Params(max_per_host=rng.randint(2, 5), timeout_s=rng.choice([2.0, 2.5, 3.0]),
                         deadline_s=90.0, retries=rng.randint(1, 3),
                         backoff_s=rng.choice([0.05, 0.1, 0.2]))
-    best = best_makespan(site, max_per_host=params.max_per_host, timeout_s=params.timeout_s,
-                         retries=params.retries, backoff_s=params.backoff_s)
+    rules = dict(max_per_host=params.max_per_host, timeout_s=params.timeout_s,
+                 retries=params.retries, backoff_s=params.backoff_s)
+    best = best_makespan(site, **rules)
+    # A worker that keeps its slot while it sleeps before a retry is polite too, a bit slower.
+    holding = best_makespan(site, hold_slot_in_backoff=True, **rules)
     tiny_params = replace(params, max_per_host=5, timeout_s=0.3, deadline_s=60.0)
-    return Scenario(site, params, best, tiny_site(params.retries), tiny_params,
+    return Scenario(site, params, best, max(best, holding), tiny_site(params.retries), tiny_params,
                     deadline_s=round(best * 0.4, 2), cancel_at=round(best * 0.3, 2))
 
 
@@ -304,7 +308,7 @@ def _judge_limits(report: Report, run: Run, sc: Scenario) -> bool:
                "`async with` it; starting every link at once (gather over all links) is not "
                "polite.")
     elapsed = run.returned_at if run.returned_at is not None else run.obs.elapsed
-    bound = sc.best_s * SLACK + TOLERANCE_S
+    bound = sc.bound_s * SLACK + TOLERANCE_S
     total_peak = site.max_in_flight_total
     hosts_used = len([h for h in peaks if h in site.hosts])
     fast = elapsed <= bound and peak >= min(limit, 2)

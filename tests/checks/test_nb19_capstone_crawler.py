@@ -61,6 +61,67 @@ async def crawl(start_url, fetch, *, allowed_hosts=None, max_per_host=4, timeout
     return pages
 '''
 
+# The other design: a queue and max_per_host workers per host, a count of pages in progress to
+# know when it is done. Its workers keep their slot while they sleep before a retry.
+WORKERS = '''
+import asyncio
+from asynclab.crawlsite import extract_links, extract_title, host_of, normalise
+
+async def crawl(start_url, fetch, *, allowed_hosts=None, max_per_host=4, timeout_s=2.0,
+                deadline_s=30.0, retries=2, backoff_s=0.1, pages=None):
+    pages = {} if pages is None else pages
+    start = normalise(start_url)
+    hosts = set(allowed_hosts or [host_of(start)])
+    queues = {h: asyncio.Queue() for h in hosts}
+    seen = {start}
+    pending = 0
+    done = asyncio.Event()
+
+    def add(url):
+        nonlocal pending
+        pending += 1
+        queues[host_of(url)].put_nowait(url)
+
+    async def get(url):
+        for attempt in range(retries + 1):
+            try:
+                async with asyncio.timeout(timeout_s):
+                    status, html = await fetch(url)
+            except TimeoutError:
+                return None, ""
+            if status < 500 or attempt == retries:
+                return status, html
+            await asyncio.sleep(backoff_s * 2 ** attempt)
+
+    async def worker(host):
+        nonlocal pending
+        while True:
+            url = await queues[host].get()
+            status, html = await get(url)
+            pages[url] = extract_title(html) if status == 200 else status
+            if status == 200:
+                for link in map(normalise, extract_links(url, html)):
+                    if host_of(link) in hosts and link not in seen:
+                        seen.add(link)
+                        add(link)
+            pending -= 1
+            if pending == 0:
+                done.set()
+
+    add(start)
+    try:
+        async with asyncio.timeout(deadline_s):
+            async with asyncio.TaskGroup() as tg:
+                workers = [tg.create_task(worker(h), name=f"{h} worker {i}")
+                           for h in sorted(hosts) for i in range(max_per_host)]
+                await done.wait()
+                for w in workers:
+                    w.cancel()
+    except TimeoutError:
+        pass
+    return pages
+'''
+
 
 def edit(*pairs: str) -> str:
     code = REFERENCE
@@ -201,6 +262,13 @@ def test_reference_passes(variant, seed):
     report = check_crawl(define(REFERENCE, "crawl"), variant=variant, seed=seed)
     assert report.passed, report.text()
     assert len(report.findings) == 12
+
+
+@pytest.mark.parametrize("seed", [None, 2, 3])
+def test_the_frontier_and_workers_design_passes_too(seed):
+    report = check_crawl(define(WORKERS, "crawl"), variant="public" if seed is None else "hidden",
+                         seed=seed)
+    assert report.passed, report.text()
 
 
 @pytest.mark.parametrize("name", sorted(WRONG))
