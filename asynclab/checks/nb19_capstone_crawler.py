@@ -113,6 +113,7 @@ class Run:
     ended: bool = True
     error: BaseException | None = None
     pages: dict | None = None
+    task_ended_at: float | None = None  # Ctrl-C run: when the crawl task ended
 
 
 def _leftovers(before: set, *exclude: asyncio.Task) -> list[asyncio.Task]:
@@ -149,6 +150,7 @@ def run_crawl(fn: Any, site: Site, params: Params, *, cancel_at: float | None = 
             run.pages = {}
             task = asyncio.create_task(fn(site.start_url, site.fetch, pages=run.pages, **kwargs),
                                        name="the crawl")
+            task.add_done_callback(lambda _: setattr(run, "task_ended_at", loop.time()))
             await asyncio.sleep(cancel_at)
             task.cancel()
             done, _ = await asyncio.wait({task}, timeout=30.0)
@@ -463,7 +465,7 @@ def _judge_deadline(report: Report, run: Run, sc: Scenario, want: dict[str, Any]
                 "TimeoutError outside it, and return the pages you have.")
         ok = False
     elif run.in_flight_after or run.leftover:
-        msg = (f"crawl returned at the deadline ({d:g} s) but left "
+        msg = (f"crawl returned at {run.returned_at:.2f} s (deadline {d:g} s) but left "
                f"{plural(run.in_flight_after, 'fetch')} running and "
                f"{plural(len(run.leftover), 'task')} alive"
                + (f", e.g. {run.leftover[0]!r}" if run.leftover else ""))
@@ -496,6 +498,13 @@ def _judge_cancel(report: Report, run: Run, sc: Scenario, want: dict[str, Any]) 
     if run.obs.hang is not None:
         ok, msg = False, f"after being cancelled, crawl did not finish: {run.obs.hang}"
         hint = "Let CancelledError propagate: never catch it and carry on."
+    elif run.task_ended_at is not None and run.task_ended_at < at - TOLERANCE_S:
+        ok = False
+        msg = (f"crawl had already returned at {run.task_ended_at:.2f} s, before the cancel at "
+               f"{at:g} s: {plural(run.in_flight_after, 'fetch')} it started were still running "
+               "then, out of the cancel's reach")
+        hint = ("Wait for the pages you start before you return (a TaskGroup does): then "
+                "cancelling the crawl reaches them.")
     elif not run.ended or not run.cancelled:
         what = ("kept running for 30 s after it was cancelled" if not run.ended else
                 f"raised {type(run.error).__name__}" if run.error is not None else
@@ -520,7 +529,8 @@ def _judge_cancel(report: Report, run: Run, sc: Scenario, want: dict[str, Any]) 
         ok = False
         msg = (f"cancelled at {at:g} s, {len(lost)} page(s) fetched before that are missing "
                f"from the pages dict, e.g. {lost[0]}")
-        hint = "Store each page in `pages` as soon as it is done, not all at the end."
+        hint = ("Fill the `pages` dict the caller passed in (not a new one of your own), each "
+                "page as soon as it is done, not all at the end.")
     else:
         ok = True
         msg = (f"cancelled at {at:g} s, crawl stopped at once, with no fetch or task left and "

@@ -244,6 +244,20 @@ WRONG = {
         "await asyncio.sleep(backoff_s * 2 ** attempt)",
         "asyncio.sleep(backoff_s * 2 ** attempt)"),
         "every coroutine awaited", "never awaited"),
+    "fire and forget (no TaskGroup)": (edit('''    try:
+        async with asyncio.timeout(deadline_s):
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(visit(start, tg), name=start)
+    except TimeoutError:
+        pass''', '''    class Spawner:  # "create_task is enough"
+        def create_task(self, coro, name=None):
+            return asyncio.create_task(coro, name=name)
+
+    await visit(start, Spawner())'''),
+        "a clean stop on Ctrl-C", "out of the cancel's reach"),
+    "a dict of its own, not the caller's": (edit("pages = {} if pages is None else pages",
+                                                 "pages = {}"),
+                                            "a clean stop on Ctrl-C", "missing from the pages dict"),
     "not async": ('''
 def crawl(start_url, fetch, **kwargs):
     return {}
