@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from asynclab.checking import Report, observe, require_coroutine_function
-from asynclab.checks._observed import basic_findings, closing_unstarted
+from asynclab.checking import (Report, basic_findings, closing_unstarted, observe,
+                               require_coroutine_function, varied)
 
 NOTEBOOK = "01_event_loop"
 TOLERANCE_S = 1e-3
@@ -30,13 +30,15 @@ class Kitchen:
         return run
 
 
-def scenario(variant: str) -> dict[str, float]:
+def scenario(variant: str, seed: int | None = None) -> dict[str, float]:
     if variant == "public":
         return {"boil_egg": 7.0, "toast_bread": 3.0, "brew_coffee": 5.0}
     return {"boil_egg": 2.0, "toast_bread": 9.0, "brew_coffee": 4.5}
 
 
-def check_make_breakfast(fn, *, variant: str = "public") -> Report:
+@varied
+def check_make_breakfast(fn, *, variant: str = "public",
+                         seed: int | None = None) -> Report:
     """Judge ``make_breakfast(boil_egg, toast_bread, brew_coffee)``.
 
     Properties: the three results in argument order; each step started once;
@@ -48,7 +50,7 @@ def check_make_breakfast(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    minutes = scenario(variant)
+    minutes = scenario(variant, seed)
     kitchen = Kitchen(minutes)
     steps = [kitchen.step(name) for name in minutes]
     obs = observe(lambda: closing_unstarted(lambda: fn(*steps)), name="make_breakfast",

@@ -7,9 +7,9 @@ import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asynclab.checking import Report, observe, require_coroutine_function
+from asynclab.checking import (Report, awaitable_name, basic_findings, describe_error, observe,
+                               require_coroutine_function, varied)
 from asynclab.timeline import traced
-from asynclab.checks._observed import awaitable_name, basic_findings, describe_error
 
 NOTEBOOK = "02_coroutines"
 STEPS = ("reserve", "charge", "send_receipt")
@@ -111,7 +111,7 @@ class Scenario:
     latency_s: dict[str, float]
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario("A-17", "B-99", {"reserve": 2.0, "charge": 3.0, "send_receipt": 1.0,
                                          "release": 1.0})
@@ -138,7 +138,9 @@ def _first_failures(findings: list) -> list:
     return kept
 
 
-def check_place_order(fn, *, variant: str = "public") -> Report:
+@varied
+def check_place_order(fn, *, variant: str = "public",
+                      seed: int | None = None) -> Report:
     """Judge ``place_order(order_id, shop)``.
 
     Properties: reserve, charge and send_receipt run in that order, each after
@@ -153,7 +155,7 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     namespaces = (getattr(fn, "__globals__", {}),)
 
     paid_shop = Shop(sc.latency_s)

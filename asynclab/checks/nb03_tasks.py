@@ -6,9 +6,9 @@ import asyncio
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asynclab.checking import Finding, Report, observe, require_coroutine_function
-from asynclab.checks._observed import (basic_findings, close_if_coroutine, closing_unstarted,
-                                       describe_error)
+from asynclab.checking import (Finding, Report, basic_findings, close_if_coroutine,
+                               closing_unstarted, describe_error, observe,
+                               require_coroutine_function, varied)
 from asynclab.timeline import traced
 
 NOTEBOOK = "03_tasks"
@@ -74,7 +74,7 @@ class Scenario:
     interval_s: float
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario(work_s=9.0, fail_after_s=5.0, interval_s=2.0)
     return Scenario(work_s=13.5, fail_after_s=7.0, interval_s=3.0)
@@ -149,7 +149,9 @@ def _stopped(report: Report, prop: str, watch: Watch, sc: Scenario) -> None:
         report.add(prop, True, "no task was left running, no beat came after the return")
 
 
-def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
+@varied
+def check_run_with_heartbeat(fn, *, variant: str = "public",
+                             seed: int | None = None) -> Report:
     """Judge ``run_with_heartbeat(work, beat, interval_s)``.
 
     Properties: returns what ``work()`` returned, as soon as it returned; a
@@ -163,7 +165,7 @@ def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
 
     obs, watch = _run(fn, sc, fail=False)
     report.timeline = obs.timeline

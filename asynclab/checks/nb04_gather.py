@@ -6,8 +6,8 @@ import asyncio
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asynclab.checking import Report, observe, plural, require_coroutine_function
-from asynclab.checks._observed import basic_findings, closing_unstarted, describe_error
+from asynclab.checking import (Report, basic_findings, closing_unstarted, describe_error, observe,
+                               plural, require_coroutine_function, varied)
 
 NOTEBOOK = "04_gather"
 TOLERANCE_S = 1e-4  # the services take tens of virtual milliseconds
@@ -70,7 +70,7 @@ class Gateway:
         return sum(1 for c in self.calls if c.name == name)
 
 
-def scenario(variant: str) -> dict[str, tuple[float, BaseException | None]]:
+def scenario(variant: str, seed: int | None = None) -> dict[str, tuple[float, BaseException | None]]:
     """Fresh exception objects on every call: a check must not share them between runs."""
     if variant == "public":
         return {
@@ -103,7 +103,9 @@ def _what(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_call_all_services(fn, *, variant: str = "public") -> Report:
+@varied
+def check_call_all_services(fn, *, variant: str = "public",
+                            seed: int | None = None) -> Report:
     """Judge ``call_all_services(services) -> (results, errors)``.
 
     Properties: every service called once, all at the same time (the fan-out
@@ -117,7 +119,7 @@ def check_call_all_services(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    gateway = Gateway(scenario(variant))
+    gateway = Gateway(scenario(variant, seed))
     services = gateway.services()
     obs = observe(lambda: closing_unstarted(lambda: fn(services)), name="call_all_services",
                   namespaces=(getattr(fn, "__globals__", {}),), max_virtual_s=60.0)

@@ -6,7 +6,8 @@ import heapq
 import random
 from dataclasses import dataclass
 
-from asynclab.checking import Report, common_findings, observe, plural, require_coroutine_function
+from asynclab.checking import (Report, common_findings, observe, plural,
+                               require_coroutine_function, varied)
 from asynclab.fakes import FakeService
 
 NOTEBOOK = "05_semaphore"
@@ -42,7 +43,7 @@ def best_makespan(durations: list[float], slots: int) -> float:
     return end
 
 
-def scenario(variant: str) -> FetchScenario:
+def scenario(variant: str, seed: int | None = None) -> FetchScenario:
     if variant == "public":
         latencies = [1.0, 2.5, 0.5, 100.0, 1.5, 3.0, 0.8, 2.0, 100.0, 1.2, 0.7, 4.9]
         return FetchScenario({f"https://example.test/item/{i}": t for i, t in enumerate(latencies)},
@@ -55,7 +56,9 @@ def scenario(variant: str) -> FetchScenario:
                          max_concurrent=7, timeout_s=4.0)
 
 
-def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
+@varied
+def check_fetch_all_urls(fn, *, variant: str = "public",
+                         seed: int | None = None) -> Report:
     """Judge ``fetch_all_urls(urls, fetch, max_concurrent, timeout_s)``.
 
     Properties: every URL in the result with the right value, ``None`` exactly
@@ -69,7 +72,7 @@ def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     service = FakeService(sc.latency_s)
     obs = observe(lambda: fn(sc.urls, service.fetch, max_concurrent=sc.max_concurrent,
                              timeout_s=sc.timeout_s),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field, replace
 
-from asynclab.checking import Report, observe, plural, require_coroutine_function
-from asynclab.checks._findings import Ending, add_new, ending_of, safe_findings, seconds, short_repr
+from asynclab.checking import (Ending, Report, add_new, ending_of, observe, plural,
+                               require_coroutine_function, safe_findings, seconds, short_repr,
+                               varied)
 from asynclab.timeline import traced
 
 NOTEBOOK = "06_timeouts"
@@ -99,7 +100,7 @@ class PipelineScenario:
         raise KeyError(name)
 
 
-def scenario(variant: str) -> PipelineScenario:
+def scenario(variant: str, seed: int | None = None) -> PipelineScenario:
     if variant == "public":
         names = ["log_in", "load_cart", "price_items", "reserve_stock", "send_receipt"]
         return PipelineScenario(dict(zip(names, [1.0, 2.0, 1.5, 30.0, 1.0])), 8.0,
@@ -133,7 +134,9 @@ def _order_problem(runs: list[StepRun], names: list[str]) -> str | None:
     return None
 
 
-def check_run_pipeline(fn, *, variant: str = "public") -> Report:
+@varied
+def check_run_pipeline(fn, *, variant: str = "public",
+                       seed: int | None = None) -> Report:
     """Judge ``run_pipeline(steps, deadline_s)``.
 
     Three runs on virtual time: one whose steps fit in the budget (it must return
@@ -147,7 +150,7 @@ def check_run_pipeline(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     namespaces = (getattr(fn, "__globals__", {}),)
 
     # The run that runs out of budget: its timeline is the one the learner sees.

@@ -7,9 +7,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from asynclab.checking import Report, observe, plural, require_coroutine_function
-from asynclab.checks._findings import (Ending, add_new, describe_error, ending_of, safe_findings,
-                                       seconds, short_repr)
+from asynclab.checking import (Ending, Report, add_new, describe_error, ending_of, observe,
+                               plural, require_coroutine_function, safe_findings, seconds,
+                               short_repr, varied)
 from asynclab.fakes import Call, FakeService, ServiceError
 
 NOTEBOOK = "07_taskgroup_cancellation"
@@ -63,7 +63,7 @@ class Scenario:
         return list(self.latency_s)
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario({"/profile": 2.0, "/orders": 3.0, "/stock": 1.0, "/prices": 4.0,
                          "/reviews": 2.5, "/ads": 1.5}, "/stock", 0.5)
@@ -86,7 +86,9 @@ def _contains_service_error(exc: BaseException | None) -> bool:
     return False
 
 
-def check_fetch_all_or_nothing(fn, *, variant: str = "public") -> Report:
+@varied
+def check_fetch_all_or_nothing(fn, *, variant: str = "public",
+                               seed: int | None = None) -> Report:
     """Judge ``fetch_all_or_nothing(keys, fetch, release)``.
 
     Three runs on virtual time: every fetch succeeds (a dict of all results, all
@@ -101,7 +103,7 @@ def check_fetch_all_or_nothing(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     namespaces = (getattr(fn, "__globals__", {}),)
     limit_s = 20 * max(sc.latency_s.values())
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from asynclab.blocking import blocking
-from asynclab.checking import Report, common_findings, observe, plural, require_coroutine_function
-from asynclab.checks._findings import add_new, describe_error, seconds, short_repr
+from asynclab.checking import (Report, add_new, common_findings, describe_error, observe, plural,
+                               require_coroutine_function, seconds, short_repr, varied)
 
 NOTEBOOK = "08_pitfalls"
 # Real seconds a lookup waits for the others. A correct solution never waits it out (all
@@ -74,7 +74,9 @@ class LegacyDirectory:
         return f"value of {key}"
 
 
-def check_lookup_all(fn, *, variant: str = "public") -> Report:
+@varied
+def check_lookup_all(fn, *, variant: str = "public",
+                     seed: int | None = None) -> Report:
     """Judge ``lookup_all(keys, legacy_lookup)``.
 
     Properties: the values in key order; the blocking function never called
@@ -164,7 +166,7 @@ class GuardScenario:
     cancel_at_s: float
 
 
-def guard_scenario(variant: str) -> GuardScenario:
+def guard_scenario(variant: str, seed: int | None = None) -> GuardScenario:
     if variant == "public":
         return GuardScenario(job_s=3.0, cleanup_s=0.1, cancel_at_s=1.0)
     return GuardScenario(job_s=4.5, cleanup_s=0.25, cancel_at_s=2.5)
@@ -178,7 +180,9 @@ CANCEL_HINT = ("Put `await cleanup()` in a `finally:` block; it runs on success,
                "cancellation. If you catch asyncio.CancelledError, end the handler with `raise`.")
 
 
-def check_guarded_work(fn, *, variant: str = "public") -> Report:
+@varied
+def check_guarded_work(fn, *, variant: str = "public",
+                       seed: int | None = None) -> Report:
     """Judge ``guarded_work(job, cleanup)``.
 
     Properties: returns the job's result after cleanup ran once; after the
@@ -191,7 +195,7 @@ def check_guarded_work(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = guard_scenario(variant)
+    sc = guard_scenario(variant, seed)
     namespaces = (getattr(fn, "__globals__", {}),)
 
     # 1. The job succeeds.

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from asynclab.checking import (Observation, Report, common_findings, observe, plural,
-                               require_coroutine_function)
+                               require_coroutine_function, varied)
 from asynclab.timeline import _ACTIVE
 
 NOTEBOOK = "09_producer_consumer"
@@ -103,7 +103,7 @@ class Scenario:
         return float(math.ceil(2 * self.one_by_one_s()))
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario(count=20, num_consumers=3, maxsize=4, produce_s=0.1, process_s=1.0)
     return Scenario(count=31, num_consumers=4, maxsize=2, produce_s=0.05, process_s=0.7)
@@ -135,7 +135,9 @@ def _duplicates(line: Line) -> list[str]:
     return [item for item, n in seen.items() if n > 1]
 
 
-def check_process_items(fn, *, variant: str = "public") -> Report:
+@varied
+def check_process_items(fn, *, variant: str = "public",
+                        seed: int | None = None) -> Report:
     """Judge ``process_items(produce, count, process, num_consumers=3, maxsize=5)``.
 
     Properties: every item processed exactly once; per-consumer counts
@@ -148,7 +150,7 @@ def check_process_items(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     line = Line(sc.produce_s, sc.process_s)
     left_running: list[str] = []
 

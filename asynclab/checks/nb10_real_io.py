@@ -19,8 +19,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from asynclab.checking import Report, observe, plural
-from asynclab.checks._findings import safe_findings
+from asynclab.checking import Report, observe, plural, safe_findings, varied
 from asynclab.labserver import busiest_window
 
 NOTEBOOK = "10_real_io"
@@ -48,7 +47,7 @@ class LimiterScenario:
     latency_s: float
 
 
-def limiter_scenario(variant: str) -> LimiterScenario:
+def limiter_scenario(variant: str, seed: int | None = None) -> LimiterScenario:
     # Rates, arrivals and latencies are multiples of 1/8 s: exact in binary floating point, so a
     # limiter that computes "oldest start + 1 s" or "tokens * rate" meets no rounding dust (a
     # sleep of 1e-17 s cannot move a virtual clock that counts microseconds).
@@ -75,7 +74,9 @@ def earliest_starts(arrivals: list[float], rate_per_s: int, window_s: float = WI
     return starts
 
 
-def check_rate_limiter(cls: Any, *, variant: str = "public") -> Report:
+@varied
+def check_rate_limiter(cls: Any, *, variant: str = "public",
+                       seed: int | None = None) -> Report:
     """Judge ``RateLimiter(rate_per_s)`` with ``await limiter.acquire()``.
 
     Properties: every request let through; never more than ``rate_per_s`` starts
@@ -96,7 +97,7 @@ def check_rate_limiter(cls: Any, *, variant: str = "public") -> Report:
                    "Callers do `await limiter.acquire()`: define `async def acquire(self):`.")
         return report
 
-    sc = limiter_scenario(variant)
+    sc = limiter_scenario(variant, seed)
     grants: list[float] = []
 
     async def drive() -> None:
@@ -221,7 +222,7 @@ class RetryScenario:
         return None
 
 
-def retry_scenario(variant: str) -> RetryScenario:
+def retry_scenario(variant: str, seed: int | None = None) -> RetryScenario:
     if variant == "public":
         return RetryScenario(4, 0.5, {
             "a": ("ok",),
@@ -308,7 +309,9 @@ def _what(outcome: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
+@varied
+def check_fetch_with_retries(fn: Any, *, variant: str = "public",
+                             seed: int | None = None) -> Report:
     """Judge ``fetch_with_retries(fetch, key, limiter, max_attempts, base_delay_s)``.
 
     Properties: the data returned; transient errors (ConnectionError,
@@ -324,7 +327,7 @@ def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
                    "Define it with `async def fetch_with_retries(fetch, key, limiter, "
                    "max_attempts=4, base_delay_s=0.5):`.")
         return report
-    sc = retry_scenario(variant)
+    sc = retry_scenario(variant, seed)
     service, limiter = ScriptedService(sc), RecordingLimiter()
     outcomes: dict[str, Any] = {}
 

@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from asynclab.blocking import BlockingCall, blocking
-from asynclab.checking import Report, observe, plural
-from asynclab.checks._findings import safe_findings
+from asynclab.checking import Report, observe, plural, safe_findings, varied
 
 NOTEBOOK = "11_blocking_and_cpu"
 POOL_PREFIX = "course-pool"
@@ -48,7 +47,7 @@ class Scenario:
     workers: int
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario((7, 2, 9, 4, 1, 8), workers=3)
     return Scenario((12, 5, 3, 10, 6, 11, 2, 8), workers=4)
@@ -181,7 +180,9 @@ def _copy_state(source: concurrent.futures.Future, target: concurrent.futures.Fu
         target.set_result(source.result())
 
 
-def check_process_all(fn: Any, *, variant: str = "public") -> Report:
+@varied
+def check_process_all(fn: Any, *, variant: str = "public",
+                      seed: int | None = None) -> Report:
     """Judge ``process_all(items, cpu_work, executor)``.
 
     Properties: the results in the order of the items; every call of
@@ -195,7 +196,7 @@ def check_process_all(fn: Any, *, variant: str = "public") -> Report:
         report.add("is a coroutine function", False, "process_all is not an `async def` function.",
                    "Define it with `async def process_all(items, cpu_work, executor):`.")
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     log = WorkLog()
     cpu_work = make_cpu_work(log)
     executor = WatchedExecutor(sc.workers, len(sc.items), log.all_handed_over)

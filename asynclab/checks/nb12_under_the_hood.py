@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from asynclab.blocking import BlockingDetector
-from asynclab.checking import Finding, Report, _describe_error
+from asynclab.checking import Finding, Report, _describe_error, varied
 
 NOTEBOOK = "12_under_the_hood"
 MAX_CLOCK_READS = 1_000
@@ -150,7 +150,9 @@ def _play(fn: Any, report: Report, world: World, ready: deque, timers: list,
         raise _Stop
 
 
-def check_run_once(fn, *, variant: str = "public") -> Report:
+@varied
+def check_run_once(fn, *, variant: str = "public",
+                   seed: int | None = None) -> Report:
     """Judge ``run_once(ready, timers, clock, select)``.
 
     Properties: the select timeout (0 with work ready, the time to the nearest

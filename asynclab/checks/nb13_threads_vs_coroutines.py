@@ -21,8 +21,7 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass
 
-from asynclab.checking import Report, observe, require_coroutine_function
-from asynclab.checks._findings import safe_findings
+from asynclab.checking import Report, observe, require_coroutine_function, safe_findings, varied
 
 NOTEBOOK = "13_threads_vs_coroutines"
 TOLERANCE_S = 1e-3
@@ -42,7 +41,7 @@ class Scenario:
         return max(self.due.values()) + self.send_s
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         due = {f"user-{i}": 60.0 + (i * 7919) % 3600 for i in range(1_950)}
         due.update({f"newsletter-{i}": 900.0 for i in range(50)})
@@ -97,7 +96,9 @@ def _learner_line() -> str:
     return "a library call"
 
 
-def check_send_reminders(fn, *, variant: str = "public") -> Report:
+@varied
+def check_send_reminders(fn, *, variant: str = "public",
+                         seed: int | None = None) -> Report:
     """Judge ``send_reminders(due, send)``.
 
     Properties: no thread started (waits need none); every user reminded
@@ -110,7 +111,7 @@ def check_send_reminders(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     n = len(sc.due)
     sent: list[tuple[str, float]] = []
     finished: list[str] = []

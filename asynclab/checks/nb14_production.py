@@ -20,8 +20,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from asynclab.checking import Report, observe, require_coroutine_function
-from asynclab.checks._findings import describe_error, safe_findings
+from asynclab.checking import (Report, describe_error, observe, require_coroutine_function,
+                               safe_findings, varied)
 from asynclab.fakes import FakeService, ServiceError
 
 NOTEBOOK = "14_production"
@@ -71,7 +71,7 @@ class Scenario:
         return {k: len(v) for k, v in self.expected().items()}
 
 
-def scenarios(variant: str) -> tuple[Scenario, Scenario]:
+def scenarios(variant: str, seed: int | None = None) -> tuple[Scenario, Scenario]:
     """(the main day, with a straggler; a short day whose in-flight work all ends early)."""
     if variant == "public":
         latency = [1.0, 1.0, 10.0, 2.0, 1.0, 2.5, 1.0, 1.0]
@@ -161,7 +161,9 @@ def _took_down(error: BaseException | None) -> bool:
     return False
 
 
-def check_serve(fn, *, variant: str = "public") -> Report:
+@varied
+def check_serve(fn, *, variant: str = "public",
+                seed: int | None = None) -> Report:
     """Judge ``serve(requests, handle, stop, drain_timeout_s, cleanup)``.
 
     Properties: each request handled as soon as it arrives (concurrently); a
@@ -178,7 +180,7 @@ def check_serve(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc, short = scenarios(variant)
+    sc, short = scenarios(variant, seed)
     day = play(fn, sc)
     obs, service = day.obs, day.service
     report.timeline = obs.timeline

@@ -52,7 +52,7 @@ WRONG_LOOKUP = {
     "blocking call on the loop": ('''
 async def lookup_all(keys, legacy_lookup):
     return [legacy_lookup(k) for k in keys]
-''', "never blocks the event loop", "legacy_lookup() in <listcomp>(), line 3"),
+''', "never blocks the event loop", "legacy_lookup() in lookup_all(), line 3"),
     "wrapped in a coroutine, still blocking": ('''
 import asyncio
 
