@@ -27,6 +27,7 @@ class Call:
     start: float
     end: float | None = None
     outcome: str = "running"  # "ok", "error", "cancelled" or "running"
+    task: object = None  # the asyncio task the call ran in (to see how that task ended)
 
     @property
     def duration(self) -> float | None:
@@ -77,7 +78,7 @@ class FakeService:
     async def fetch(self, key: str) -> str:
         """Take ``latency(key)`` virtual seconds, then return or raise as configured."""
         loop = asyncio.get_running_loop()
-        call = Call(str(key), loop.time())
+        call = Call(str(key), loop.time(), task=asyncio.current_task())
         self.calls.append(call)
         self._change(+1)
         try:
