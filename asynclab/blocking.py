@@ -235,7 +235,10 @@ class _Watchdog:
             self._done.release()
 
     def _watch(self) -> None:
-        seen: tuple[int, Any, int] | None = None  # (step, code, line)
+        # (step, frame, line): the frame object itself is held between two samples, so that
+        # "the same frame" cannot be a new one at a recycled address. Many tasks that each
+        # pass through one line quickly are many frames, not one line that holds the loop.
+        seen: tuple[int, Any, int] | None = None
         seen_since = seen_cpu = 0.0
         reported_step = -1
         while not self._stop.wait(WATCHDOG_INTERVAL_S):
@@ -249,9 +252,9 @@ class _Watchdog:
             if frame is None:
                 seen = None
                 continue
-            key = (step, frame.f_code, frame.f_lineno)
+            key = (step, frame, frame.f_lineno)
             cpu = self.cpu() if self.cpu is not None else 0.0
-            if key != seen:
+            if seen is None or key[0] != seen[0] or key[1] is not seen[1] or key[2] != seen[2]:
                 seen, seen_since, seen_cpu = key, now, cpu
                 continue
             computed = self.cpu is not None and cpu - seen_cpu >= self.threshold_s
@@ -259,6 +262,7 @@ class _Watchdog:
             if (computed or waited) and self.step == step:
                 self.detector.add(_call_at(frame, HELD))
                 reported_step = step
+                seen = None
             del frame
 
     def stop(self) -> None:

@@ -36,6 +36,8 @@ def scenario(variant: str, seed: int | None = None) -> dict[str, float]:
         return {"boil_egg": 7.0, "toast_bread": 3.0, "brew_coffee": 5.0}
     rng = hidden_rng(variant, seed)
     minutes = rng.sample([1.5, 2.0, 2.5, 3.0, 4.0, 4.5, 5.5, 6.0, 7.5, 9.0], 3)
+    if minutes == sorted(minutes):  # the steps must not finish in argument order
+        minutes.reverse()
     return dict(zip(("boil_egg", "toast_bread", "brew_coffee"), minutes))
 
 

@@ -29,6 +29,9 @@ NOTEBOOK = "08_pitfalls"
 # lookups meet at once); a sequential one waits it out once, then the barrier is broken
 # and every later lookup returns at once.
 BARRIER_WAIT_S = 1.0
+# How long a lookup in a worker thread waits for the event loop to get a turn: the loop's thread
+# goes from handing the work over to waiting for it in microseconds, far less than this.
+LOOP_TURN_WAIT_S = 0.3
 
 
 def _shown(value: Any) -> str:
@@ -92,7 +95,7 @@ class LegacyDirectory:
             loop.call_soon_threadsafe(turn.set)
         except RuntimeError:  # the loop is closed
             return
-        if not turn.wait(BARRIER_WAIT_S):
+        if not turn.wait(LOOP_TURN_WAIT_S):
             self.loop_held = True
 
 
