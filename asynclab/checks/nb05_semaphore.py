@@ -90,7 +90,7 @@ def check_fetch_all_urls(fn, *, variant: str = "public",
     # 1. The shape of the result.
     if not isinstance(result, dict):
         report.add("returns a dict", False, f"it returned {type(result).__name__}, not a dict.",
-                   "Return a dict that maps each URL to its result (or None).")
+                   "Return a dict that maps each URL to its result (or None).", "not a dict")
         return report
     missing = [u for u in sc.urls if u not in result]
     extra = [k for k in result if k not in sc.latency_s]
@@ -98,7 +98,8 @@ def check_fetch_all_urls(fn, *, variant: str = "public",
                f"all {n} URLs are keys of the result" if not missing and not extra else
                f"{len(missing)} URL(s) missing (first: {missing[0] if missing else '-'}), "
                f"{len(extra)} unexpected key(s)",
-               "Store a result for every URL, None included, keyed by the URL itself.")
+               "Store a result for every URL, None included, keyed by the URL itself.",
+               "urls missing")
 
     # 2. Values: data for fast URLs, None for the slow ones.
     wrong = [u for u in sc.urls if u in result and u not in slow
@@ -111,12 +112,14 @@ def check_fetch_all_urls(fn, *, variant: str = "public",
                     f"-> {shown(result[wrong[0]])}",
                "Is your timeout also counting the time a fetch waits for the semaphore? Start the "
                "timeout inside `async with sem:`." if queued_timeouts else
-               "Store exactly what `await fetch(url)` returned.")
+               "Store exactly what `await fetch(url)` returned.",
+               "timeout counts the queue" if queued_timeouts else "wrong results")
     not_none = [u for u in slow if u in result and result[u] is not None]
     report.add("None for URLs that time out", not not_none,
                f"the {len(slow)} URLs slower than {sc.timeout_s:g} s map to None" if not not_none
                else f"{len(not_none)} URL(s) slower than the timeout do not map to None",
-               "Catch TimeoutError around the fetch and store None for that URL.")
+               "Catch TimeoutError around the fetch and store None for that URL.",
+               "timeouts not turned into None")
 
     # 3. The limit.
     peak = service.max_in_flight
@@ -124,7 +127,10 @@ def check_fetch_all_urls(fn, *, variant: str = "public",
                f"at most {plural(peak, 'fetch')} in flight at once (limit {limit})" if peak <= limit
                else f"{peak} fetches were in flight at once; the limit is {limit}",
                "Create one asyncio.Semaphore(max_concurrent) and do every fetch inside "
-               "`async with sem:`.")
+               "`async with sem:`." if peak >= n else
+               "Use one asyncio.Semaphore(max_concurrent) shared by every fetch: a semaphore "
+               "created per fetch, or released too early, does not hold the others back.",
+               "limit never applied" if peak >= n else "limit exceeded")
 
     # 4. Concurrency: uses the limit fully and finishes when a semaphore would.
     best = best_makespan([sc.effective_s(u) for u in sc.urls], limit)
@@ -138,7 +144,8 @@ def check_fetch_all_urls(fn, *, variant: str = "public",
                "Fetches seem to run one after another. Start them all (gather or a TaskGroup) "
                "and let the semaphore hold back the extra ones." if peak <= 1 else
                "A slot stays idle while fetches are waiting: start the next fetch as soon as any "
-               "one finishes (a semaphore does this), not when a whole batch is done.")
+               "one finishes (a semaphore does this), not when a whole batch is done.",
+               "one after another" if peak <= 1 else "in batches")
 
     # 5. Timeouts: each slow fetch cancelled when its own timeout expires.
     late = []
@@ -159,9 +166,25 @@ def check_fetch_all_urls(fn, *, variant: str = "public",
             msg = f"{url} was cancelled after {call.duration:.2f} s, not after {sc.timeout_s:g} s"
         else:
             msg = f"{url} was still running when fetch_all_urls returned"
+    if not late:
+        diagnosis = ""
+    elif late[0][1] is None:
+        diagnosis = "url never fetched"
+    elif late[0][1].outcome == "ok":
+        diagnosis = "no timeout"
+    elif late[0][1].outcome == "cancelled":
+        diagnosis = "one timeout for everything" if late[0][1].duration > sc.timeout_s \
+            else "timeout counts the queue"
+    else:
+        diagnosis = "fetch left running"
     report.add("per-URL timeout applied", not late, msg,
+               "One timeout around the whole batch cuts every fetch at the same moment: put "
+               "`async with asyncio.timeout(timeout_s):` around each single `await fetch(url)`."
+               if diagnosis == "one timeout for everything" else
+               "Start the timeout inside `async with sem:`, so that waiting for a slot does not "
+               "count against it." if diagnosis == "timeout counts the queue" else
                "Wrap each `await fetch(url)` in `async with asyncio.timeout(timeout_s):` "
-               "(inside the semaphore), so that each URL gets its own timeout.")
+               "(inside the semaphore), so that each URL gets its own timeout.", diagnosis)
 
     # 6. No duplicate fetches.
     counts = {u: len(service.calls_for(u)) for u in sc.urls}
@@ -169,7 +192,7 @@ def check_fetch_all_urls(fn, *, variant: str = "public",
     report.add("each URL fetched once", not dupes,
                "every URL was fetched exactly once" if not dupes else
                f"{dupes[0]} was fetched {counts[dupes[0]]} times",
-               "Start one fetch per URL; do not retry here.")
+               "Start one fetch per URL; do not retry here.", "url fetched twice")
     return report
 
 

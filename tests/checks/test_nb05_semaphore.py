@@ -6,7 +6,7 @@ import pytest
 
 from asynclab.checks import check
 from asynclab.checks.nb05_semaphore import best_makespan
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import asyncio
@@ -155,14 +155,27 @@ def test_reference_passes(variant):
     assert report.passed, report.text()
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'sequential': 'one after another',
+    'no limit': 'limit never applied',
+    'no timeout': 'no timeout',
+    'timeout counts the queue': 'timeout counts the queue',
+    'one timeout for everything': 'timeout counts the queue',
+    'batches': 'in batches',
+    'time.sleep in a coroutine': 'blocked the loop',
+    'forgotten await': 'forgotten await',
+    'not async': 'not async',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "fetch_all_urls"))
     assert not report.passed
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["sequential", "no limit", "no timeout"])

@@ -95,7 +95,7 @@ WRONG = {
     "forgotten await on get": (variant_of("while (item := await queue.get()) is not None:",
                                           "while (item := queue.get()) is not None:"),
                                "every coroutine awaited", "a coroutine object Queue.get()"),
-    "the tutorial's consumer, with join()": (variant_of(
+    "sentinels and join() mixed": (variant_of(
         "        while (item := await queue.get()) is not None:\n            await process(item)\n"
         "            done += 1\n",
         "        while True:\n            item = await queue.get()\n            if item is None:\n"
@@ -149,7 +149,7 @@ def test_a_deadlock_gets_the_queue_hint():
 
 def test_join_waiting_for_sentinels_names_exactly_the_stuck_tasks():
     """The consumers stopped; only the producer (in join()) and the caller still wait."""
-    report = check(define(WRONG["the tutorial's consumer, with join()"][0], "process_items"))
+    report = check(define(WRONG["sentinels and join() mixed"][0], "process_items"))
     message = failed_props(report)["finishes"]
     assert message.endswith("still waiting when time stopped: process_items, producer"), message
 
