@@ -110,16 +110,18 @@ def _hang_finding(obs, watch: Watch, sc: Scenario) -> Finding:
                        "times and work() never started: the code awaited the endless heartbeat "
                        "loop itself",
                        "`await heartbeat()` waits for the loop to end, and it never does. Start it "
-                       "with `asyncio.create_task(...)` instead, then `await work()`.")
+                       "with `asyncio.create_task(...)` instead, then `await work()`.",
+                       "awaits the endless loop")
     if watch.work_end is not None:
         return Finding("finishes", False,
                        f"work() finished after {watch.work_end:g} s, but run_with_heartbeat never "
                        "returned: it kept waiting for the heartbeat, which never ends by itself",
                        "Do not wait for the heartbeat to finish (gather, or `await task` without "
                        "cancelling it): cancel it with `task.cancel()` when the work is done, "
-                       "then await it.")
+                       "then await it.", "waits for the endless loop")
     return Finding("finishes", False, f"run_with_heartbeat did not finish: {obs.hang}",
-                   "Something waits forever: the heartbeat must stop when the work is done.")
+                   "Something waits forever: the heartbeat must stop when the work is done.",
+                   "waits forever")
 
 
 def _silences(beats: list[float], start: float, end: float) -> float:
@@ -131,20 +133,27 @@ def _silences(beats: list[float], start: float, end: float) -> float:
 
 def _stopped(report: Report, prop: str, watch: Watch, sc: Scenario) -> None:
     after = [b for b in watch.beats if b > (watch.returned_at or 0) + TOLERANCE_S]
+    stops_after_success = any(f.prop == "heartbeat stopped after the work" and f.passed
+                              for f in report.findings)
     if watch.left_running:
         more = (f"; beat() was called {len(after)} more times afterwards" if after else "")
         report.add(prop, False,
                    f"the heartbeat task was still running when run_with_heartbeat "
                    f"returned{more}",
+                   "You stop the heartbeat when the work succeeds, but a failing work() skips "
+                   "that code: move the cancel (and the await of the task) into a `finally:` "
+                   "block." if stops_after_success else
                    "Keep the task that create_task returns, and when the work is over (in a "
                    "`finally:` block, so that it also happens when the work fails) call "
-                   "`task.cancel()` and then await the task.")
+                   "`task.cancel()` and then await the task.",
+                   "no finally" if stops_after_success else "heartbeat never cancelled")
     elif watch.left_cancelling:
         report.add(prop, False,
                    "the heartbeat task was cancelled but not awaited: it had not finished "
                    "stopping when run_with_heartbeat returned",
                    "`task.cancel()` only asks the task to stop. Await the task afterwards "
-                   "(catching asyncio.CancelledError) so that it has really stopped.")
+                   "(catching asyncio.CancelledError) so that it has really stopped.",
+                   "cancelled but not awaited")
     else:
         report.add(prop, True, "no task was left running, no beat came after the return")
 
@@ -177,7 +186,8 @@ def check_run_with_heartbeat(fn, *, variant: str = "public",
                    f"run_with_heartbeat raised {describe_error(obs.error)}: awaiting a task you "
                    "cancelled raises CancelledError in the code that awaits it",
                    "Wrap `await task` in try/except asyncio.CancelledError (CancelledError is "
-                   "not an Exception, so `except Exception` does not catch it).")
+                   "not an Exception, so `except Exception` does not catch it).",
+                   "cancellation not caught")
         return report
     early = basic_findings("run_with_heartbeat", obs)
     if watch.flood:  # the heartbeat spun without waiting; whatever else broke follows from it
@@ -186,7 +196,7 @@ def check_run_with_heartbeat(fn, *, variant: str = "public",
                    f"{watch.beats[-1] - watch.beats[0]:g} virtual s: the heartbeat loop never "
                    "really waits between beats",
                    "Between two beats, `await asyncio.sleep(interval_s)`: that lets the loop run "
-                   "the work meanwhile. time.sleep does not.")
+                   "the work meanwhile. time.sleep does not.", "never waits between beats")
         report.findings.extend(f for f in early if f.prop in ("never blocks the event loop",
                                                               "every coroutine awaited"))
         return report
@@ -206,11 +216,12 @@ def check_run_with_heartbeat(fn, *, variant: str = "public",
     report.add("returns the work's result", obs.result == expected,
                f"returned {expected!r}" if obs.result == expected else
                f"returned {obs.result!r}, expected {expected!r}",
-               "Return what `await work()` gave you.")
+               "Return what `await work()` gave you.", "wrong return value")
     ran = len(watch.work_calls)
     report.add("work runs once", ran == 1,
                "work() was called once" if ran == 1 else f"work() was called {ran} times",
-               "Call work() exactly once and await it (or its task).")
+               "Call work() exactly once and await it (or its task).",
+               "work started twice" if ran > 1 else "work never started")
     late = (watch.returned_at or 0) - (watch.work_end or 0)
     if watch.work_end is not None:
         report.add("returns when the work is done", late <= TOLERANCE_S,
@@ -218,7 +229,7 @@ def check_run_with_heartbeat(fn, *, variant: str = "public",
                    f"returned {late:g} s after work() had finished: it waited for the "
                    "heartbeat to wake up and notice",
                    "Stop the heartbeat with `task.cancel()`: that interrupts its sleep at once, "
-                   "instead of waiting for it to check a flag.")
+                   "instead of waiting for it to check a flag.", "stops late")
 
     # 2. The heartbeat beats while the work runs.
     start = watch.work_calls[0] if watch.work_calls else 0.0
@@ -239,10 +250,14 @@ def check_run_with_heartbeat(fn, *, variant: str = "public",
         ok = True
         msg = (f"beat() was called {len(during)} times during the {sc.work_s:g} s of work, "
                f"never more than {sc.interval_s:g} s apart")
+    diagnosis = ("" if ok else "heartbeat never beats" if not watch.beats else
+                 "heartbeat after the work" if not during else "heartbeat too slow")
     report.add("heartbeat runs during the work", ok, msg,
+               "The heartbeat must beat every interval_s: `await asyncio.sleep(interval_s)` "
+               "between two beats, no longer." if diagnosis == "heartbeat too slow" else
                "Start the heartbeat loop with `asyncio.create_task(...)` *before* awaiting "
                "work(); the loop does `await beat()` then `await asyncio.sleep(interval_s)`, "
-               "forever.")
+               "forever.", diagnosis)
 
     # 3. Stopped, and finished, when the work is done.
     _stopped(report, "heartbeat stopped after the work", watch, sc)
@@ -260,7 +275,8 @@ def check_run_with_heartbeat(fn, *, variant: str = "public",
                "never learns that the work failed")
     report.add("the work's error reaches the caller", ok, msg,
                "Do not catch the work's exception; stop the heartbeat in a `finally:` block and "
-               "let the error go on.")
+               "let the error go on.",
+               "" if ok else "error replaced" if failing.error is not None else "error swallowed")
     _stopped(report, "heartbeat stopped when the work fails", f_watch, sc)
     if failing.blocking_calls or failing.never_awaited:
         for finding in basic_findings("run_with_heartbeat", replace(failing, error=None,
