@@ -135,13 +135,17 @@ def check_call_all_services(fn, *, variant: str = "public",
         answers = sum(1 for _, error in gateway.plan.values() if error is None)
         kind = (f"{type(raised).__name__} ({plural(len(raised.exceptions), 'sub-exception')})"
                 if isinstance(raised, BaseExceptionGroup) else describe_error(raised))
+        group = isinstance(raised, BaseExceptionGroup)
         report.add("a failure does not lose the successes", False,
                    f"call_all_services raised {kind}: one failing service cost the caller all "
                    f"{answers} answers of the others",
-                   "Collect failures instead of letting the first one escape: "
-                   "`asyncio.gather(..., return_exceptions=True)` puts each exception in the "
-                   "results list, in its service's position. (A TaskGroup is the opposite tool: "
-                   "it cancels everything when one task fails.)")
+                   "A TaskGroup is the opposite tool here: it cancels everything when one task "
+                   "fails. `asyncio.gather(..., return_exceptions=True)` puts each exception in "
+                   "the results list instead, in its service's position." if group else
+                   "Collect failures instead of letting one escape: "
+                   "`asyncio.gather(..., return_exceptions=True)` puts every exception, whatever "
+                   "its type, in the results list, in its service's position.",
+                   "taskgroup cancels all" if group else "first failure escapes")
         findings = basic_findings("call_all_services", _without_error(obs))
         report.findings.extend(f for f in findings if not f.passed)
         return report
@@ -159,7 +163,7 @@ def check_call_all_services(fn, *, variant: str = "public",
             return report  # e.g. a forgotten await: that finding says it all
         report.add("returns (results, errors)", False,
                    f"it returned {_what(result)}, not a pair of dicts",
-                   "Return two dicts: `return results, errors`.")
+                   "Return two dicts: `return results, errors`.", "not a pair of dicts")
         return report
     results, errors = result
 
@@ -198,12 +202,17 @@ def check_call_all_services(fn, *, variant: str = "public",
         ok, msg = False, f"results has keys of services that failed or do not exist: {extra}"
     else:
         ok, msg = True, f"the {len(ok_names)} answers, each under its service's name"
+    diagnosis = ("" if ok else "results under the wrong names" if misfiled else
+                 "failures left in results" if exceptions_in_results else
+                 "answers missing" if missing else "wrong results" if wrong else "extra keys")
     report.add("successes under their names", ok, msg,
                "gather returns results in the order of its arguments: zip them with the "
                "names in that same order (as_completed gives completion order, and wait "
                "gives unordered sets)." if misfiled else
+               "An exception in gather's results is a failure: put it in errors (as its "
+               "message), not in results." if exceptions_in_results else
                "Put each service's answer in results, keyed by the service's name, and only "
-               "the answers.")
+               "the answers.", diagnosis)
 
     # 2. Failures as messages.
     misfiled_errors = [n for n, v in errors.items() if isinstance(v, str)
@@ -231,9 +240,14 @@ def check_call_all_services(fn, *, variant: str = "public",
         ok, msg = False, f"errors has keys of services that did not fail: {extra_errors}"
     else:
         ok, msg = True, f"the {len(failed_names)} failures, each with its message"
+    diagnosis = ("" if ok else "errors under the wrong names" if misfiled_errors else
+                 "failures missing" if missing_errors else
+                 "exception objects instead of messages" if objects else
+                 "wrong messages" if wrong_text else "extra keys")
     report.add("failures as messages", ok, msg,
+               "Store the message, `str(error)`, not the exception object." if objects else
                "For each result that is an exception, store `str(result)` under the service's "
-               "name in errors.")
+               "name in errors.", diagnosis)
 
     # 3. Concurrency.
     n = len(plan)
@@ -247,7 +261,8 @@ def check_call_all_services(fn, *, variant: str = "public",
                f"call(s) in flight; together they take {_ms(slowest)} (one at a time: "
                f"{_ms(one_by_one)})",
                "Awaiting each call in a loop runs them one after another. Create all the "
-               "coroutines first and await them together: `await asyncio.gather(...)`.")
+               "coroutines first and await them together: `await asyncio.gather(...)`.",
+               "one after another" if gateway.max_in_flight <= 1 else "partly one after another")
 
     # 4. Each service once.
     counts = {name: gateway.calls_of(name) for name in plan}
@@ -256,7 +271,8 @@ def check_call_all_services(fn, *, variant: str = "public",
                "every service was called exactly once" if not odd else
                ", ".join(f"{name} was called {c} times" for name, c in odd.items()),
                "Call each service function once; keep what gather gives back instead of "
-               "calling again.")
+               "calling again.",
+               "service called twice" if any(c > 1 for c in odd.values()) else "service never called")
     return report
 
 
