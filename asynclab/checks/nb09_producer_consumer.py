@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from asynclab.checking import (Observation, Report, common_findings, observe, plural,
                                require_coroutine_function, varied)
-from asynclab.timeline import _ACTIVE
+from asynclab.timeline import active_timeline
 
 NOTEBOOK = "09_producer_consumer"
 TOLERANCE_S = 1e-3
@@ -64,10 +64,9 @@ def _task_name(task: asyncio.Task) -> str:
 
     Under ``trace()`` a task's coroutine is the timeline's wrapper, so its own
     ``__qualname__`` would say ``_traced``; the active timeline's record knows
-    the learner's name. (``_ACTIVE`` is private to asynclab.timeline: a public
-    ``active_timeline()`` there would be the better way.)
+    the learner's name (``asynclab.timeline.active_timeline()``).
     """
-    timeline = _ACTIVE.get()
+    timeline = active_timeline()
     if timeline is not None:
         for record in timeline.records:
             if record.task is task:
