@@ -126,7 +126,7 @@ def _not_items_finding(report: Report, line: Line) -> None:
                    f"process() was given {line.not_items[0]} instead of an item "
                    f"({plural(len(line.not_items), 'time')}): a forgotten `await`",
                    "`queue.get()` is a coroutine: write `item = await queue.get()` (and "
-                   "`await queue.put(item)`).")
+                   "`await queue.put(item)`).", "forgotten await")
 
 
 def _duplicates(line: Line) -> list[str]:
@@ -180,7 +180,8 @@ def check_process_items(fn, *, variant: str = "public",
         if twice:
             report.add("every item processed once", False,
                        f"{twice[0]} was processed {Counter(line.processed)[twice[0]]} times",
-                       "Start one producer; each item must go through the queue once.")
+                       "Start one producer; each item must go through the queue once.",
+                       "item processed twice")
         return report
 
     report.findings.extend(common)
@@ -203,8 +204,11 @@ def check_process_items(fn, *, variant: str = "public",
                          f"{seen[twice[0]]} times)")
         msg = "; ".join(parts)
     report.add("every item processed once", not lost and not twice, msg,
+               "More than one producer puts the same items: start exactly one producer, and "
+               "num_consumers consumers." if twice else
                "Each item must go through the queue once and be taken by exactly one consumer: "
-               "one producer, every put() awaited, and every item put before the stop signals.")
+               "one producer, every put() awaited, and every item put before the stop signals.",
+               "item processed twice" if twice else "items lost")
 
     result = obs.result
     counts_ok = (isinstance(result, (list, tuple)) and len(result) == sc.num_consumers
@@ -215,7 +219,7 @@ def check_process_items(fn, *, variant: str = "public",
                f"returned {result!r}; expected a list of {sc.num_consumers} counts adding up to "
                f"{sc.count}",
                "Have each consumer return how many items it processed, and return those numbers "
-               "in consumer order (task.result() after the TaskGroup, or gather).")
+               "in consumer order (task.result() after the TaskGroup, or gather).", "wrong counts")
 
     ahead_limit = sc.maxsize + 1
     bounded = line.max_backlog <= ahead_limit
@@ -226,7 +230,7 @@ def check_process_items(fn, *, variant: str = "public",
                f"maxsize={sc.maxsize} it can be at most {ahead_limit} ahead (the {sc.maxsize} in "
                "the queue and the one it is putting)",
                "Create the queue with asyncio.Queue(maxsize=maxsize), so that put() waits while "
-               "the queue is full, and make each item just before putting it.")
+               "the queue is full, and make each item just before putting it.", "queue unbounded")
 
     fast = obs.elapsed <= sc.upper_bound_s() + TOLERANCE_S
     report.add("consumers work at the same time", fast,
@@ -236,14 +240,15 @@ def check_process_items(fn, *, variant: str = "public",
                f"time finish within {sc.upper_bound_s():.1f} s (one item at a time: "
                f"{sc.one_by_one_s():.1f} s)",
                "Start the producer and every consumer as tasks (a TaskGroup) so that they run "
-               "together, and let each consumer loop until it is told to stop.")
+               "together, and let each consumer loop until it is told to stop.",
+               "consumers one after another")
 
     report.add("consumers stopped", not left_running,
                "no consumer or producer task was left running" if not left_running else
                f"{plural(len(left_running), 'task')} still running when process_items returned "
                f"({', '.join(left_running[:3])}): they never stopped",
                "Send one sentinel per consumer (or join() the queue, then cancel the consumers and "
-               "wait for them) before returning.")
+               "wait for them) before returning.", "consumers never stopped")
     return report
 
 
