@@ -208,7 +208,8 @@ def _judge_fits(report: Report, sc: PipelineScenario, fits: Steps, ending: Endin
     if ending is None or problems:
         failure = next((f for f in problems if not f.passed), None)
         report.add(prop, False, f"{budget}: {failure.message if failure else 'no result'}",
-                   failure.hint if failure else hint)
+                   failure.hint if failure else hint,
+                   (failure.diagnosis if failure else "") or "fails with enough budget")
         return
     got = ending.value
     if got == expected or (isinstance(got, tuple) and list(got) == expected):
@@ -218,7 +219,8 @@ def _judge_fits(report: Report, sc: PipelineScenario, fits: Steps, ending: Endin
                    f"{budget}, it returned all {len(names)} results in order" if on_time else
                    f"{budget}, it returned all {len(names)} results, but only after "
                    f"{took:.1f} virtual s instead of {seconds(total)}",
-                   "Return as soon as the last step is done; do not wait for the deadline.")
+                   "Return as soon as the last step is done; do not wait for the deadline.",
+                   "waits for the deadline")
         return
     if ending.how == "returned" and isinstance(got, list) and len(got) < len(expected) \
             and fits.running() == [] and ending.at - FITS_START_S < total - TOLERANCE_S:
@@ -226,9 +228,11 @@ def _judge_fits(report: Report, sc: PipelineScenario, fits: Steps, ending: Endin
                    f"{ending.at - FITS_START_S:.1f} s after it was called",
                    "Count the budget from the moment run_pipeline is called: "
                    "`asyncio.timeout(deadline_s)` takes a duration; `asyncio.timeout_at()` takes a "
-                   "point in time on the loop's clock, `loop.time() + deadline_s`.")
+                   "point in time on the loop's clock, `loop.time() + deadline_s`.",
+                   "deadline measured from the wrong moment")
         return
-    report.add(prop, False, f"{budget}, it returned {short_repr(got)}, not {expected}", hint)
+    report.add(prop, False, f"{budget}, it returned {short_repr(got)}, not {expected}", hint,
+               "wrong results")
 
 
 def _judge_order(report: Report, sc: PipelineScenario, over: Steps, fits: Steps) -> None:
@@ -241,7 +245,8 @@ def _judge_order(report: Report, sc: PipelineScenario, over: Steps, fits: Steps)
                "each step started after the previous one had finished" if problem is None
                else problem,
                "The steps depend on each other: await each one before starting the next, "
-               "`for step in steps: results.append(await step())`, with no gather or tasks.")
+               "`for step in steps: results.append(await step())`, with no gather or tasks.",
+               "steps overlap")
 
 
 def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: Ending) -> None:
@@ -255,10 +260,12 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
     # 1. Stops when the budget runs out.
     took = ending.at
     stopped_on_time = abs(took - deadline) <= TOLERANCE_S
+    diagnosis = ""
     if stopped_on_time:
         msg = f"it stopped after {seconds(deadline)}, when {budget} ran out"
         hint = ""
     elif took < deadline:
+        diagnosis = "stops too early"
         msg = f"it stopped after {took:.1f} virtual s, before {budget} ran out"
         hint = "Let the running step use all of the budget that is left; stop only at the deadline."
     else:
@@ -277,16 +284,20 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
             hint = ("Let CancelledError through: catching it (or BaseException, or using a bare "
                     "`except:`) around a step stops the timeout from ending the pipeline. Catch "
                     "TimeoutError once, outside the `async with asyncio.timeout(...)` block.")
+            diagnosis = "swallowed cancellation"
         elif per_step:
+            diagnosis = "a timeout per step"
             msg = (f"it ran for {took:.1f} virtual s, past {budget}: {cut} was cancelled "
                    f"{seconds(deadline)} after it started, at {seconds(cut_start + deadline)}, "
                    "so each step had a timeout of its own")
         elif cut_run is not None and cut_run.outcome == "ok":
             msg = (f"it ran for {took:.1f} virtual s, past {budget}: {cut} takes "
                    f"{seconds(sc.overrun[cut])} and nothing stopped it (no timeout)")
+            diagnosis = "no timeout"
         else:
             msg = f"it ran for {took:.1f} virtual s, past {budget}"
-    report.add("stops when the budget runs out", stopped_on_time, msg, hint)
+            diagnosis = "deadline measured late"
+    report.add("stops when the budget runs out", stopped_on_time, msg, hint, diagnosis)
 
     # 2. The step that was running at the deadline is cancelled, and has ended when we return.
     if cut_run is None:
@@ -306,10 +317,13 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
                           f"out at {seconds(deadline)}")
     else:
         ok, msg = False, f"{cut} ended with outcome {cut_run.outcome!r}"
+    diagnosis = ("" if ok else "step never started" if cut_run is None else
+                 "step left running" if cut in ending.seen.get("running", []) else
+                 "step never cancelled" if cut_run.outcome == "ok" else "cancelled late")
     report.add("the running step is cancelled", ok, msg,
                "asyncio.timeout and asyncio.wait_for cancel the step they guard and wait for it "
                "to end; asyncio.wait(..., timeout=...) and asyncio.shield do not. If you made a "
-               "task, cancel it and await it before you return.")
+               "task, cancel it and await it before you return.", diagnosis)
 
     # 3. Nothing starts after the budget ran out.
     late = [r for r in over.runs if r.start >= deadline - TOLERANCE_S]
@@ -320,7 +334,7 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
                "Stop when the budget runs out. Catching CancelledError (or BaseException, or a "
                "bare `except:`) around a step swallows the timeout's cancellation and the loop "
                "goes on; catch TimeoutError once, outside the `async with asyncio.timeout(...)` "
-               "block.")
+               "block.", "swallowed cancellation")
 
     # 4. What it returns: the results completed in time.
     expected = [Steps.result_for(n) for n in done_names]
@@ -336,7 +350,9 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
                if ok else f"it returned {short_repr(got)}; the steps completed in time give {expected}")
         hint = ("Append each step's result as soon as it is done, and return that list when the "
                 "budget runs out.")
-    report.add("returns the results completed in time", ok, msg, hint)
+    report.add("returns the results completed in time", ok, msg, hint,
+               "" if ok else "raises instead of returning" if ending.how == "raised"
+               and isinstance(ending.error, TimeoutError) else "wrong results")
 
 
 def _judge_caller_cancel(report: Report, sc: PipelineScenario, steps: Steps,
@@ -350,7 +366,8 @@ def _judge_caller_cancel(report: Report, sc: PipelineScenario, steps: Steps,
         failure = next((f for f in safe_findings("run_pipeline", replace(obs, result=None))
                         if not f.passed), None)
         report.add(prop, False, f"when its caller cancelled it at {at}: "
-                   f"{failure.message if failure else 'it did not end'}", hint)
+                   f"{failure.message if failure else 'it did not end'}", hint,
+                   "swallowed cancellation")
         return
     late = [r for r in steps.runs if r.start > sc.cancel_at_s + TOLERANCE_S]
     if ending.how == "cancelled" and not late:
@@ -358,15 +375,15 @@ def _judge_caller_cancel(report: Report, sc: PipelineScenario, steps: Steps,
                    "CancelledError through")
     elif late:
         report.add(prop, False, f"cancelled by its caller at {at}, it went on: {late[0].name} "
-                   f"started at {seconds(late[0].start)}", hint)
+                   f"started at {seconds(late[0].start)}", hint, "swallowed cancellation")
     elif ending.how == "returned":
         report.add(prop, False, f"cancelled by its caller at {at}, it returned {short_repr(ending.value)} "
                    "instead of letting CancelledError through: the cancellation was swallowed",
-                   hint)
+                   hint, "swallowed cancellation")
     else:
         error = type(ending.error).__name__ if ending.error else ending.how
         report.add(prop, False, f"cancelled by its caller at {at}, it raised {error} instead of "
-                   "letting CancelledError through", hint)
+                   "letting CancelledError through", hint, "cancellation replaced")
 
 
 EXERCISES = {"run_pipeline": check_run_pipeline}
