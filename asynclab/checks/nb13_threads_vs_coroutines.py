@@ -146,7 +146,7 @@ def check_send_reminders(fn, *, variant: str = "public",
                f"in {threads.refused[0]}",
                "A wait needs no thread: `await asyncio.sleep(delay)` in a task costs about a "
                "kilobyte and no OS thread (lesson 13). asyncio.to_thread, run_in_executor, "
-               "threading.Timer and thread pools all start threads.")
+               "threading.Timer and thread pools all start threads.", "a thread per wait")
 
     early = safe_findings("send_reminders", obs)
     if threads.refused:  # the error is the refused thread, explained above
@@ -171,7 +171,9 @@ def check_send_reminders(fn, *, variant: str = "public",
                    else f"{len(missing):,} user(s) got no reminder (e.g. {missing[0]})" if missing
                    else f"{twice[0]} got {counts[twice[0]]} reminders" if twice
                    else f"a reminder went to {strangers[0]!r}, which is not a user id",
-                   "Send one reminder per key of `due`, with `await send(user)`.")
+                   "Send one reminder per key of `due`, with `await send(user)`.",
+                   "reminders lost" if missing else "reminder sent twice" if twice
+                   else "reminder to a stranger")
 
     late = sorted((sc.due[u], t, u) for u, t in sent if u in sc.due
                   and abs(t - sc.due[u]) > TOLERANCE_S)
@@ -194,10 +196,21 @@ def check_send_reminders(fn, *, variant: str = "public",
                f"{len(sent):,} of {n:,} reminders had gone out")
     hint = ("One task per user, each doing `await asyncio.sleep(due[user])` then "
             "`await send(user)`, all started before any is awaited (a TaskGroup or gather).")
-    if late and any(t > d for d, t, _ in late) and len(late) < n:
+    if late and any(t > d for d, t, _ in late) and len(late) < n \
+            and max(abs(t - d) for d, t, _ in late) <= len(sent) * sc.send_s + TOLERANCE_S:
         hint = ("Sends take time: a send awaited before the next wait starts delays every later "
                 "reminder. " + hint)
-    report.add("each reminder on time", on_time, msg, hint)
+    if on_time:
+        diagnosis = ""
+    elif late and any(t < d for d, t, _ in late):
+        diagnosis = "sent early"
+    elif obs.hang is not None or not late:
+        diagnosis = "waits one after another"
+    elif max(abs(t - d) for d, t, _ in late) <= len(sent) * sc.send_s + TOLERANCE_S:
+        diagnosis = "sends delay later waits"  # late by the sends before it, no more
+    else:
+        diagnosis = "waits held back"  # a wait that started late: not all waits run together
+    report.add("each reminder on time", on_time, msg, hint, diagnosis)
     if obs.hang is not None:  # ran out of virtual time: one after another, most likely
         return report
 
@@ -211,12 +224,14 @@ def check_send_reminders(fn, *, variant: str = "public",
                f"it returned at {ended:g} s; on time, the last send would have finished at "
                f"{sc.last:g} s",
                "Wait for every task you start (a TaskGroup does it for you); tasks still running "
-               "when your function returns are lost when the program ends.")
+               "when your function returns are lost when the program ends.",
+               "fire and forget" if not waited else "returns late")
 
     report.add("returns the number sent", obs.result == n,
                f"it returned {n:,}" if obs.result == n else
                f"it returned {obs.result!r}; {n:,} reminders were due",
-               "Return how many reminders were sent: len(due) once they all went out.")
+               "Return how many reminders were sent: len(due) once they all went out.",
+               "wrong count")
     return report
 
 

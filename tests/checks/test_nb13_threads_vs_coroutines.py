@@ -9,7 +9,7 @@ import pytest
 
 from asynclab.checks import check
 from asynclab.checks.nb13_threads_vs_coroutines import NoThreads, scenario
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import asyncio
@@ -175,14 +175,29 @@ def test_correct_solutions_pass(name, variant):
     assert report.passed, report.text()
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'a thread per wait (to_thread)': 'a thread per wait',
+    'threading.Timer per user': 'a thread per wait',
+    'a big thread pool': 'a thread per wait',
+    'one after another': 'waits one after another',
+    'one scheduler that awaits each send': 'sends delay later waits',
+    'a semaphore around the wait': 'waits one after another',
+    'fire and forget': 'fire and forget',
+    'blocking sleep': 'blocked the loop',
+    'forgotten await on send': 'forgotten await',
+    'returns nothing': 'wrong count',
+    'stub': 'not written',
+    'not async': 'not async',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "send_reminders"))
     assert not report.passed
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["a thread per wait (to_thread)", "one after another",
