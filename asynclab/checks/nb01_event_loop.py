@@ -6,28 +6,10 @@ import asyncio
 
 from asynclab.checking import (Report, basic_findings, closing_unstarted, hidden_rng, observe,
                                require_coroutine_function, varied)
+from asynclab.fakes import Kitchen
 
 NOTEBOOK = "01_event_loop"
 TOLERANCE_S = 1e-3
-
-
-class Kitchen:
-    """Three breakfast steps as coroutine functions that record when they ran."""
-
-    def __init__(self, minutes: dict[str, float]) -> None:
-        self.minutes = minutes
-        self.log: list[tuple[str, float, float]] = []  # (step, start, end)
-
-    def step(self, name: str):
-        async def run() -> str:
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            await asyncio.sleep(self.minutes[name] * 60)
-            self.log.append((name, start, loop.time()))
-            return f"{name} ready"
-
-        run.__name__ = run.__qualname__ = name
-        return run
 
 
 def scenario(variant: str, seed: int | None = None) -> dict[str, float]:

@@ -2,123 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from asynclab.checking import (Report, awaitable_name, basic_findings, close_if_coroutine,
                                describe_error, hidden_rng,
                                observe, require_coroutine_function, varied)
-from asynclab.timeline import traced
+from asynclab.fakes import PaymentDeclined, ReceiptNotSent, OutOfStock, Shop
 
 NOTEBOOK = "02_coroutines"
 STEPS = ("reserve", "charge", "send_receipt")
-
-
-class PaymentDeclined(Exception):
-    """What ``Shop.charge`` raises for a declined card."""
-
-
-class ReceiptNotSent(ConnectionError):
-    """What ``Shop.send_receipt`` raises when the mail server is down (after the payment)."""
-
-
-class OutOfStock(Exception):
-    """What ``Shop.reserve`` raises when nothing is left to reserve (before any payment)."""
-
-
-FAILURES = {"reserve": (OutOfStock, "out of stock for order {}"),
-            "charge": (PaymentDeclined, "card declined for order {}"),
-            "send_receipt": (ReceiptNotSent, "mail server down: no receipt for order {}")}
-
-
-@dataclass
-class ShopCall:
-    """One call to the fake shop: which step, with what, when, and how it ended."""
-
-    step: str
-    args: tuple[str, ...]
-    start: float
-    end: float | None = None
-    outcome: str = "running"  # "ok", "error", "cancelled" or "running"
-    bad_args: list[str] = field(default_factory=list)  # awaitables passed where values belong
-
-
-class Shop:
-    """A fake shop whose four steps take virtual time and record how they were used.
-
-    ``reserve(order_id)`` returns ``"R-<order_id>"``; ``charge(order_id, reservation)``
-    returns ``"P-<order_id>"``, or raises ``PaymentDeclined`` for the orders in
-    ``declined``; ``send_receipt(order_id, payment)`` returns the receipt text;
-    ``release(reservation)`` returns None.
-    """
-
-    def __init__(self, latency_s: dict[str, float] | None = None,
-                 declined: frozenset[str] | set[str] = frozenset(),
-                 failing_step: str | None = None) -> None:
-        self.latency_s = {"reserve": 2.0, "charge": 3.0, "send_receipt": 1.0, "release": 1.0}
-        self.latency_s.update(latency_s or {})
-        self.declined = set(declined)
-        self.failing_step = failing_step  # every call of this step fails
-        self.calls: list[ShopCall] = []
-        self.raised: list[Exception] = []
-
-    @staticmethod
-    def receipt_for(order_id: str, payment: str) -> str:
-        return f"receipt for {order_id}, paid by {payment}"
-
-    async def _step(self, step: str, *args: Any, fail: bool = False) -> None:
-        call = ShopCall(step, tuple(str(a) if not inspect.isawaitable(a) else "?" for a in args),
-                        asyncio.get_running_loop().time())
-        for arg in args:
-            if inspect.isawaitable(arg):
-                call.bad_args.append(awaitable_name(arg))
-                if inspect.iscoroutine(arg):
-                    arg.close()  # reported by the check; no second warning later
-        self.calls.append(call)
-        try:
-            await asyncio.sleep(self.latency_s[step])
-        except asyncio.CancelledError:
-            call.outcome = "cancelled"
-            raise
-        finally:
-            call.end = asyncio.get_running_loop().time()
-        if fail or step == self.failing_step:
-            call.outcome = "error"
-            kind, text = FAILURES[step]
-            error = kind(text.format(args[0]))
-            self.raised.append(error)
-            raise error
-        call.outcome = "ok"
-
-    def _traced_step(self, step: str, *args: Any, fail: bool = False) -> Any:
-        # A row of its own on the timeline of a check (and of a learner's trace()).
-        return traced(self._step(step, *args, fail=fail), name=f"shop.{step}")
-
-    async def reserve(self, order_id: str) -> str:
-        """Hold the stock for ``order_id``; returns a reservation id."""
-        await self._traced_step("reserve", order_id)
-        return f"R-{order_id}"
-
-    async def charge(self, order_id: str, reservation: str) -> str:
-        """Charge the customer; returns a payment id, or raises PaymentDeclined."""
-        await self._traced_step("charge", order_id, reservation, fail=order_id in self.declined)
-        return f"P-{order_id}"
-
-    async def release(self, reservation: str) -> None:
-        """Give the reserved stock back."""
-        await self._traced_step("release", reservation)
-
-    async def send_receipt(self, order_id: str, payment: str) -> str:
-        """Email the receipt; returns its text."""
-        await self._traced_step("send_receipt", order_id, payment)
-        if inspect.isawaitable(payment):
-            return self.receipt_for(order_id, "?")
-        return self.receipt_for(order_id, payment)
-
-    def steps(self) -> list[str]:
-        return [c.step for c in self.calls]
 
 
 @dataclass(frozen=True)

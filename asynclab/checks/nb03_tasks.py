@@ -3,68 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from asynclab.checking import (Finding, Report, basic_findings, close_if_coroutine,
                                closing_unstarted, describe_error, observe,
                                require_coroutine_function, varied)
-from asynclab.timeline import traced
+from asynclab.fakes import MAX_BEATS, WorkFailed, Watch, make_fakes
 
 NOTEBOOK = "03_tasks"
 TOLERANCE_S = 1e-3
-# A heartbeat that never really waits (time.sleep, or no sleep at all) calls beat() over and
-# over without virtual time passing; beat() then raises, so that the run can end and be judged.
-MAX_BEATS = 300
-
-
-class WorkFailed(Exception):
-    """What the fake work raises in the failing scenario."""
-
-
-@dataclass
-class Watch:
-    """What happened to the fakes, and what the learner's function left behind."""
-
-    beats: list[float] = field(default_factory=list)
-    work_calls: list[float] = field(default_factory=list)
-    work_end: float | None = None
-    returned_at: float | None = None
-    left_running: int = 0  # tasks started by the function, not done, never cancelled
-    left_cancelling: int = 0  # tasks cancelled by the function, not finished yet
-    error: WorkFailed | None = None
-    flood: bool = False  # beat() was called MAX_BEATS times
-
-
-def make_fakes(work_s: float, fail: bool, watch: Watch):
-    """``work()`` (waits ``work_s``, then returns or raises) and ``beat()`` (instant)."""
-
-    async def _work() -> str:
-        loop = asyncio.get_running_loop()
-        watch.work_calls.append(loop.time())
-        await asyncio.sleep(work_s)
-        watch.work_end = loop.time()
-        if fail:
-            watch.error = WorkFailed(f"the work failed after {work_s:g} s")
-            raise watch.error
-        return f"work done after {work_s:g} s"
-
-    async def work() -> str:
-        return await traced(_work(), name="work")
-
-    work.__qualname__ = "work"  # what a warning about a forgotten `await work()` calls it
-
-    async def beat() -> None:
-        if len(watch.beats) >= MAX_BEATS:
-            watch.flood = True
-            raise RuntimeError(f"beat() was called {MAX_BEATS} times in "
-                               f"{watch.beats[-1] - watch.beats[0]:g} virtual s")
-        watch.beats.append(asyncio.get_running_loop().time())
-        await asyncio.sleep(0)
-
-    beat.__qualname__ = "beat"
-
-    return work, beat
 
 
 @dataclass(frozen=True)

@@ -3,71 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from asynclab.checking import (Report, basic_findings, closing_unstarted, describe_error, observe,
                                plural, require_coroutine_function, varied)
+from asynclab.fakes import Gateway
 
 NOTEBOOK = "04_gather"
 TOLERANCE_S = 1e-4  # the services take tens of virtual milliseconds
-
-
-@dataclass
-class ServiceCall:
-    name: str
-    start: float
-    end: float | None = None
-    outcome: str = "running"  # "ok", "error", "cancelled" or "running"
-
-
-@dataclass
-class Gateway:
-    """Fake microservices: each takes its latency, then answers or raises its error."""
-
-    plan: dict[str, tuple[float, BaseException | None]]
-    calls: list[ServiceCall] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
-
-    @staticmethod
-    def answer_of(name: str) -> str:
-        return f"{name} data"
-
-    def service(self, name: str):
-        latency, error = self.plan[name]
-
-        async def call() -> str:
-            loop = asyncio.get_running_loop()
-            record = ServiceCall(name, loop.time())
-            self.calls.append(record)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
-                await asyncio.sleep(latency)
-            except asyncio.CancelledError:
-                record.outcome = "cancelled"
-                raise
-            finally:
-                record.end = loop.time()
-                self.in_flight -= 1
-            if error is not None:
-                record.outcome = "error"
-                raise error
-            record.outcome = "ok"
-            return self.answer_of(name)
-
-        call.__name__ = call.__qualname__ = name  # the timeline row and any warning name it
-        return call
-
-    def services(self) -> dict[str, Any]:
-        return {name: self.service(name) for name in self.plan}
-
-    def errors(self) -> list[BaseException]:
-        return [error for _, error in self.plan.values() if error is not None]
-
-    def calls_of(self, name: str) -> int:
-        return sum(1 for c in self.calls if c.name == name)
 
 
 def scenario(variant: str, seed: int | None = None) -> dict[str, tuple[float, BaseException | None]]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from asynclab.checking import (Ending, Report, add_new, ending_of, observe, plural,
                                require_coroutine_function, safe_findings, seconds, short_repr,
                                varied)
-from asynclab.timeline import traced
+from asynclab.fakes import StepRun, Steps
 
 NOTEBOOK = "06_timeouts"
 TOLERANCE_S = 1e-3  # virtual time is exact; this only absorbs float rounding
@@ -16,61 +16,6 @@ TOLERANCE_S = 1e-3  # virtual time is exact; this only absorbs float rounding
 # from the virtual clock by the real time the check takes: far less than this.
 PER_STEP_SLACK_S = 0.5
 FITS_START_S = 50.0  # the "enough budget" run starts late, so a budget counted from 0 shows
-
-
-@dataclass
-class StepRun:
-    """One run of one step, on the loop's clock."""
-
-    name: str
-    start: float
-    end: float | None = None
-    outcome: str = "running"  # "ok", "cancelled", "error" or "running"
-
-
-@dataclass
-class Steps:
-    """Coroutine functions that wait a set time, record when they ran, and return a string."""
-
-    seconds: dict[str, float]
-    runs: list[StepRun] = field(default_factory=list)
-
-    @staticmethod
-    def result_for(name: str) -> str:
-        return f"{name} done"
-
-    def step(self, name: str):
-        async def work() -> str:
-            loop = asyncio.get_running_loop()
-            run = StepRun(name, loop.time())
-            self.runs.append(run)
-            try:
-                await asyncio.sleep(self.seconds[name])
-            except asyncio.CancelledError:
-                run.outcome = "cancelled"
-                raise
-            except BaseException:
-                run.outcome = "error"
-                raise
-            finally:
-                run.end = loop.time()
-            run.outcome = "ok"
-            return self.result_for(name)
-
-        async def step() -> str:
-            return await traced(work(), name=name)  # its own timeline row
-
-        step.__name__ = step.__qualname__ = name
-        return step
-
-    def functions(self) -> list:
-        return [self.step(name) for name in self.seconds]
-
-    def running(self) -> list[str]:
-        return [r.name for r in self.runs if r.outcome == "running"]
-
-    def look(self) -> dict:
-        return {"running": self.running()}
 
 
 @dataclass(frozen=True)

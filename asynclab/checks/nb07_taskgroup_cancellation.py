@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from asynclab.checking import (hidden_rng, Ending, Report, add_new, describe_error, ending_of, observe,
                                plural, require_coroutine_function, safe_findings, seconds,
                                short_repr, varied)
-from asynclab.fakes import Call, FakeService, ServiceError
+from asynclab.fakes import Call, FakeService, ServiceError, Releases
 
 NOTEBOOK = "07_taskgroup_cancellation"
 TOLERANCE_S = 1e-3
 ALWAYS = 10**9  # a failing key fails on every call
 NAME = "fetch_all_or_nothing"
 OUTCOME_WORDS = {"ok": "finished", "error": "failed", "cancelled": "cancelled"}
-
-
-@dataclass
-class Releases:
-    """``release(key)``, recording on the loop's clock when each key was released."""
-
-    log: list[tuple[str, float]] = field(default_factory=list)
-
-    def release(self, key: str) -> None:
-        self.log.append((key, asyncio.get_running_loop().time()))
 
 
 @dataclass

@@ -16,87 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from asynclab.blocking import blocking
 from asynclab.checking import (hidden_rng, Report, add_new, common_findings, describe_error, observe, plural,
                                require_coroutine_function, seconds, short_repr, varied)
+from asynclab.fakes import BARRIER_WAIT_S, LegacyDirectory, JobFailed, Job
 
 NOTEBOOK = "08_pitfalls"
-# Real seconds a lookup waits for the others. A correct solution never waits it out (all
-# lookups meet at once); a sequential one waits it out once, then the barrier is broken
-# and every later lookup returns at once.
-BARRIER_WAIT_S = 1.0
-# How long a lookup in a worker thread waits for the event loop to get a turn: the loop's thread
-# goes from handing the work over to waiting for it in microseconds, far less than this.
-LOOP_TURN_WAIT_S = 0.3
 
 
 def _shown(value: Any) -> str:
     """A short repr without memory addresses (a coroutine's repr has one)."""
     return re.sub(r" at 0x[0-9a-fA-F]+", "", short_repr(value))
-
-
-def _on_event_loop_thread() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-class LegacyDirectory:
-    """A blocking, thread-safe lookup: ``lookup(key)`` returns ``"value of <key>"``."""
-
-    def __init__(self, parties: int) -> None:
-        self.barrier = threading.Barrier(parties)
-        self.calls: list[str] = []
-        self.overlapped = True
-        self.on_loop = 0
-        self.loop: asyncio.AbstractEventLoop | None = None  # set by the check before the call
-        self.loop_held = False  # a lookup found the loop's thread busy waiting (executor.map)
-        self._lock = threading.Lock()
-
-        def legacy_lookup(key: str) -> str:
-            """Look ``key`` up in the old directory; blocks its thread until the answer comes."""
-            return self._lookup(key)
-
-        self.lookup = blocking(legacy_lookup)
-
-    def _lookup(self, key: str) -> str:
-        with self._lock:
-            self.calls.append(key)
-        if _on_event_loop_thread():  # recorded by @blocking; never wait on the loop's thread
-            self.on_loop += 1
-            self.overlapped = False
-            return f"value of {key}"
-        self._loop_turn()
-        try:
-            self.barrier.wait(timeout=BARRIER_WAIT_S)
-        except threading.BrokenBarrierError:
-            self.overlapped = False
-        return f"value of {key}"
-
-    def _loop_turn(self) -> None:
-        """Answer only once the event loop has had a turn since this lookup started.
-
-        Code that awaits the threads (to_thread, run_in_executor) gives the loop its turn
-        at once. Code that waits for them *on* the loop's thread (``executor.map``,
-        ``future.result()``) does not, so no answer can be ready when it starts waiting:
-        its wait is seen every time, not only when the threads happen to be slow.
-        """
-        loop = self.loop
-        if loop is None:
-            return
-        turn = threading.Event()
-        try:
-            loop.call_soon_threadsafe(turn.set)
-        except RuntimeError:  # the loop is closed
-            return
-        if not turn.wait(LOOP_TURN_WAIT_S):
-            self.loop_held = True
 
 
 @varied
@@ -170,30 +103,6 @@ def check_lookup_all(fn, *, variant: str = "public",
                    "together with asyncio.gather; awaiting each one in a loop runs them one "
                    "after another.", "one after another")
     return report
-
-
-class JobFailed(Exception):
-    """The error the failing job raises; it must reach the caller unchanged."""
-
-
-class Job:
-    """A job that takes ``duration_s`` (and fails if told to) and a cleanup that must run."""
-
-    def __init__(self, duration_s: float, cleanup_s: float, fail: bool = False) -> None:
-        self.duration_s = duration_s
-        self.cleanup_s = cleanup_s
-        self.fail = fail
-        self.cleanups = 0
-
-    async def run(self) -> str:
-        await asyncio.sleep(self.duration_s)
-        if self.fail:
-            raise JobFailed("the disk is full")
-        return f"job done in {self.duration_s:g} s"
-
-    async def cleanup(self) -> None:
-        await asyncio.sleep(self.cleanup_s)  # closing a connection takes a moment
-        self.cleanups += 1
 
 
 @dataclass

@@ -11,13 +11,13 @@ tasks that were still waiting when time stopped.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from asynclab.checking import (Observation, Report, common_findings, observe, plural,
                                require_coroutine_function, varied)
+from asynclab.fakes import Line
 from asynclab.timeline import active_timeline
 
 NOTEBOOK = "09_producer_consumer"
@@ -26,37 +26,6 @@ DEADLOCK_HINT = ("Every consumer needs its own way to stop: put one sentinel per
                  "the last item, or call queue.join() and then cancel the consumers. If you both "
                  "send sentinels and call join(), call task_done() once for every get(), "
                  "sentinels included.")
-
-
-@dataclass
-class Line:
-    """A fake production line: ``produce(i)`` makes item i, ``process(item)`` consumes it."""
-
-    produce_s: float
-    process_s: float
-    produced: list[str] = field(default_factory=list)
-    processed: list[str] = field(default_factory=list)
-    not_items: list[str] = field(default_factory=list)  # what process() got that was no item
-    started: int = 0
-    max_backlog: int = 0  # produced but not yet taken by a consumer
-
-    async def produce(self, i: int) -> str:
-        await asyncio.sleep(self.produce_s)
-        item = f"item-{i}"
-        self.produced.append(item)
-        self.max_backlog = max(self.max_backlog, len(self.produced) - self.started)
-        return item
-
-    async def process(self, item: str) -> None:
-        if not isinstance(item, str):
-            self.not_items.append(_kind(item))
-            if inspect.iscoroutine(item):
-                item.close()  # reported by the check; no "never awaited" warning later
-            await asyncio.sleep(self.process_s)
-            return
-        self.started += 1
-        await asyncio.sleep(self.process_s)
-        self.processed.append(item)
 
 
 def _task_name(task: asyncio.Task) -> str:
@@ -73,12 +42,6 @@ def _task_name(task: asyncio.Task) -> str:
                 record.resolve_name()
                 return record.name
     return task.get_name()
-
-
-def _kind(value: object) -> str:
-    if inspect.iscoroutine(value):
-        return f"a coroutine object {value.__qualname__}()"
-    return "None" if value is None else f"a {type(value).__name__} object"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asynclab.checking import Report, hidden_rng, observe, plural, safe_findings, varied
+from asynclab.fakes import ScriptedService, RecordingLimiter
 from asynclab.labserver import busiest_window
 
 NOTEBOOK = "10_real_io"
@@ -308,57 +309,6 @@ def retry_scenario(variant: str, seed: int | None = None) -> RetryScenario:
     rng.shuffle(kinds)
     return RetryScenario(m, rng.choice([0.125, 0.25, 0.5]), dict(zip(names, kinds)),
                          latency_s=rng.choice([0.125, 0.25]))
-
-
-class ScriptedService:
-    """``fetch(key)`` answers as the scenario's script says, and records every attempt."""
-
-    def __init__(self, sc: RetryScenario) -> None:
-        self.sc = sc
-        self.attempts: dict[str, list[list[Any]]] = {key: [] for key in sc.scripts}
-
-    @staticmethod
-    def data_for(key: str) -> str:
-        return f"data for {key}"
-
-    async def fetch(self, key: str) -> str:
-        loop = asyncio.get_running_loop()
-        tries = self.attempts.setdefault(key, [])
-        record = [loop.time(), None]
-        tries.append(record)
-        outcome = self.sc.outcome(key, len(tries)) if key in self.sc.scripts else "missing"
-        try:
-            await asyncio.sleep(self.sc.latency_s)
-        finally:
-            record[1] = loop.time()
-        if outcome == "ok":
-            return self.data_for(key)
-        if outcome == "conn":
-            raise ConnectionError(f"{key}: connection reset by the server")
-        if outcome == "timeout":
-            raise TimeoutError(f"{key}: no answer in time")
-        raise LookupError(f"{key}: not found (404)")
-
-    def waits(self, key: str) -> list[float]:
-        tries = self.attempts[key]
-        return [later[0] - earlier[1] for earlier, later in zip(tries, tries[1:])]
-
-
-class RecordingLimiter:
-    """A limiter that never holds anyone back and notes when ``acquire()`` was awaited."""
-
-    def __init__(self) -> None:
-        self.acquired: list[float] = []
-
-    async def acquire(self) -> None:
-        self.acquired.append(asyncio.get_running_loop().time())
-        await asyncio.sleep(0)
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        pass
 
 
 def _names(keys: list[str]) -> str:

@@ -16,21 +16,16 @@ skipped) by ``asynclab.blocking``'s detector.
 from __future__ import annotations
 
 import heapq
-import itertools
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from asynclab.blocking import BlockingDetector
 from asynclab.checking import Finding, Report, _describe_error, hidden_rng, varied
+from asynclab.fakes import MAX_CLOCK_READS, BusyWait, World
 
 NOTEBOOK = "12_under_the_hood"
-MAX_CLOCK_READS = 1_000
-
-
-class BusyWait(Exception):
-    """Raised by the fake clock when an iteration keeps reading it instead of waiting."""
 
 
 @dataclass(frozen=True)
@@ -66,52 +61,6 @@ def numbers(variant: str, seed: int | None = None) -> Numbers:
         rng.shuffle(overdue)
     return Numbers(start=start, soon=soon, late=soon + rng.randint(1, 16) / 8,
                    overdue=tuple(overdue), not_due=start + rng.randint(10, 100), late_start=start)
-
-
-class World:
-    """A fake clock and selector for one iteration, and a log of the callbacks that ran."""
-
-    def __init__(self, now: float, io_ready: list[str] | None = None) -> None:
-        self.now = now
-        self.log: list[str] = []
-        self.select_calls: list[float | None] = []
-        self.io_ready = list(io_ready or [])
-        self.clock_reads = 0
-        self._seq = itertools.count()
-
-    def clock(self) -> float:
-        self.clock_reads += 1
-        if self.clock_reads > MAX_CLOCK_READS:
-            raise BusyWait(f"clock() was read {MAX_CLOCK_READS:,} times in one iteration")
-        return self.now
-
-    def select(self, timeout: float | None = None) -> list[Callable[[], None]]:
-        """Record the timeout; time passes by it (a wait); return the ready sockets' callbacks."""
-        self.select_calls.append(timeout)
-        if isinstance(timeout, (int, float)) and timeout > 0:
-            self.now += timeout
-        ready, self.io_ready = self.io_ready, []
-        return [self.callback(name) for name in ready]
-
-    def callback(self, name: str, then: Callable[[], None] | None = None) -> Callable[[], None]:
-        def run() -> None:
-            self.log.append(name)
-            if then is not None:
-                then()
-        run.__name__ = run.__qualname__ = name.replace(" ", "_")
-        return run
-
-    def timer(self, deadline: float, name: str) -> tuple[float, int, Callable[[], None]]:
-        return (deadline, next(self._seq), self.callback(name))
-
-    def selects(self) -> str:
-        if not self.select_calls:
-            return "select was never called"
-        return ", ".join(f"select({_num(t)})" for t in self.select_calls)
-
-
-def _num(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) else repr(value)
 
 
 def _labels(deadlines: tuple[float, ...]) -> list[str]:

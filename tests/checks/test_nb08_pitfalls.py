@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from asynclab.checks import check
-from asynclab.checks.nb08_pitfalls import LegacyDirectory
+from asynclab.fakes import LegacyDirectory
 from conftest import assert_diagnosed, define, failed_props
 
 LOOKUP = '''
