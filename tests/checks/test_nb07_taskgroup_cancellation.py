@@ -319,6 +319,28 @@ async def fetch_all_or_nothing(keys, fetch, release):
         tasks = {{key: tg.create_task(fetch_one(key)) for key in keys}}
     return {{key: task.result() for key, task in tasks.items()}}
 ''', "a cancelled fetch stays cancelled", "its task raised RuntimeError instead of ending cancelled"),
+    "returns what it has when cancelled late": ('''
+import asyncio
+
+async def fetch_all_or_nothing(keys, fetch, release):
+    results = {}
+
+    async def fetch_one(key):
+        try:
+            results[key] = await fetch(key)
+        finally:
+            release(key)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for key in keys:
+                tg.create_task(fetch_one(key))
+    except asyncio.CancelledError:
+        if results:  # some data is better than none
+            return results
+        raise
+    return results
+''', "cancellation from the caller propagates", "cancelled by its caller at 2.25 s, it returned"),
     "not async": ('''
 def fetch_all_or_nothing(keys, fetch, release):
     return {}
@@ -346,6 +368,7 @@ DIAGNOSIS = {
     "swallows the caller's cancellation": 'swallowed cancellation',
     'a per-key coroutine returns None when cancelled': 'swallowed cancellation',
     'a per-key coroutine turns cancellation into an error': 'swallowed cancellation',
+    'returns what it has when cancelled late': 'swallowed cancellation',
     'sequential': 'one after another',
     'time.sleep in the cleanup': 'blocked the loop',
     'release awaited': 'raised an error',
@@ -375,7 +398,8 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
 @pytest.mark.parametrize("name", ["gather leaves the others running", "no finally",
                                   "cleanup in except Exception", "swallows the caller's cancellation",
                                   "a sibling swallows its cancellation and retries", "sequential",
-                                  "a per-key coroutine returns None when cancelled"])
+                                  "a per-key coroutine returns None when cancelled",
+                                  "returns what it has when cancelled late"])
 @pytest.mark.parametrize("seed", [None, 5])
 def test_hidden_variant_rejects_them_too(name, seed):
     code, prop, _ = WRONG[name]
