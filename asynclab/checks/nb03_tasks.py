@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from asynclab.checking import (Finding, Report, basic_findings, close_if_coroutine,
-                               closing_unstarted, describe_error, observe,
+                               closing_unstarted, describe_error, hidden_rng, observe,
                                require_coroutine_function, varied)
 from asynclab.fakes import MAX_BEATS, WorkFailed, Watch, make_fakes
 
@@ -25,7 +25,11 @@ class Scenario:
 def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario(work_s=9.0, fail_after_s=5.0, interval_s=2.0)
-    return Scenario(work_s=13.5, fail_after_s=7.0, interval_s=3.0)
+    rng = hidden_rng(variant, seed)  # hidden: several beats during the work, drawn from the seed
+    interval_s = rng.choice([1.5, 2.5, 3.0, 4.0])
+    work_s = interval_s * rng.randint(3, 6) + rng.choice([0.5, 1.5])
+    return Scenario(work_s=work_s, fail_after_s=interval_s * rng.randint(2, 3) + 0.5,
+                    interval_s=interval_s)
 
 
 def _run(fn, sc: Scenario, fail: bool) -> tuple[Any, Watch]:

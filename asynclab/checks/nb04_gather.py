@@ -6,8 +6,8 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from asynclab.checking import (Report, basic_findings, closing_unstarted, describe_error, observe,
-                               plural, require_coroutine_function, varied)
+from asynclab.checking import (Report, basic_findings, closing_unstarted, describe_error,
+                               hidden_rng, observe, plural, require_coroutine_function, varied)
 from asynclab.fakes import Gateway
 
 NOTEBOOK = "04_gather"
@@ -24,16 +24,21 @@ def scenario(variant: str, seed: int | None = None) -> dict[str, tuple[float, Ba
             "pricing": (0.050, None),
             "stock": (0.060, TimeoutError("stock: no answer within 60 ms")),
         }
-    return {
-        "search": (0.110, None),
-        "ads": (0.015, ValueError("ads: malformed reply")),
-        "session": (0.040, None),
-        "reviews": (0.090, ConnectionError("reviews: connection reset")),
-        "images": (0.070, None),
-        "tax": (0.025, None),
-        "shipping": (0.130, TimeoutError("shipping: no answer within 130 ms")),
-        "loyalty": (0.055, None),
-    }
+    # Hidden, drawn from the seed: 6 to 8 services, three of them failing (one with an
+    # error that is neither a ConnectionError nor a TimeoutError), all latencies different.
+    rng = hidden_rng(variant, seed)
+    names = rng.sample(["search", "ads", "session", "reviews", "images", "tax", "shipping",
+                        "loyalty", "weather", "news"], rng.randint(6, 8))
+    latencies = rng.sample(range(10, 140, 5), len(names))
+    kinds = [None] * (len(names) - 3) + ["value", "conn", "timeout"]
+    rng.shuffle(kinds)
+    plan: dict[str, tuple[float, BaseException | None]] = {}
+    for name, ms, kind in zip(names, latencies, kinds):
+        error = {None: None, "value": ValueError(f"{name}: malformed reply"),
+                 "conn": ConnectionError(f"{name}: connection reset"),
+                 "timeout": TimeoutError(f"{name}: no answer within {ms} ms")}[kind]
+        plan[name] = (ms / 1000, error)
+    return plan
 
 
 def _ms(seconds: float) -> str:

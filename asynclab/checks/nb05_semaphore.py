@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import heapq
-import random
 from dataclasses import dataclass
 
-from asynclab.checking import (Report, common_findings, observe, plural,
+from asynclab.checking import (Report, common_findings, hidden_rng, observe, plural,
                                require_coroutine_function, varied)
 from asynclab.fakes import FakeService
 
@@ -48,12 +47,14 @@ def scenario(variant: str, seed: int | None = None) -> FetchScenario:
         latencies = [1.0, 2.5, 0.5, 100.0, 1.5, 3.0, 0.8, 2.0, 100.0, 1.2, 0.7, 4.9]
         return FetchScenario({f"https://example.test/item/{i}": t for i, t in enumerate(latencies)},
                              max_concurrent=4, timeout_s=5.0)
-    rng = random.Random(2024)
-    latencies = [round(rng.uniform(0.1, 3.0), 3) for _ in range(30)]
-    for i in (4, 17, 25):
+    # Hidden, drawn from the seed: more URLs than slots, a few slower than the timeout.
+    rng = hidden_rng(variant, seed)
+    count, limit = rng.randint(20, 32), rng.randint(3, 8)
+    latencies = [round(rng.uniform(0.1, 3.0), 3) for _ in range(count)]
+    for i in rng.sample(range(count), rng.randint(2, 4)):
         latencies[i] = 50.0
     return FetchScenario({f"https://hidden.test/r/{i}": t for i, t in enumerate(latencies)},
-                         max_concurrent=7, timeout_s=4.0)
+                         max_concurrent=limit, timeout_s=rng.choice([3.5, 4.0, 4.5]))
 
 
 @varied

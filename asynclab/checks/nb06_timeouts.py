@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from asynclab.checking import (Ending, Report, add_new, ending_of, observe, plural,
+from asynclab.checking import (Ending, Report, add_new, ending_of, hidden_rng, observe, plural,
                                require_coroutine_function, safe_findings, seconds, short_repr,
                                varied)
 from asynclab.fakes import StepRun, Steps
@@ -50,9 +50,19 @@ def scenario(variant: str, seed: int | None = None) -> PipelineScenario:
         names = ["log_in", "load_cart", "price_items", "reserve_stock", "send_receipt"]
         return PipelineScenario(dict(zip(names, [1.0, 2.0, 1.5, 30.0, 1.0])), 8.0,
                                 dict(zip(names, [1.0, 2.0, 1.5, 2.5, 1.0])), 10.0, 2.0)
-    names = ["connect", "authenticate", "query", "aggregate", "export", "notify"]
-    return PipelineScenario(dict(zip(names, [0.5, 0.7, 2.0, 1.2, 40.0, 0.3])), 5.0,
-                            dict(zip(names, [0.5, 0.7, 2.0, 1.2, 0.9, 0.3])), 6.0, 3.0)
+    # Hidden, drawn from the seed: one step far too long, which the budget cuts while it
+    # runs (never at a step boundary); the same steps, quick, within a larger budget; the
+    # caller cancels in the middle of the second step.
+    rng = hidden_rng(variant, seed)
+    names = rng.sample(["connect", "authenticate", "query", "aggregate", "export", "notify",
+                        "archive"], rng.randint(5, 6))
+    quick = [rng.choice([0.25, 0.5, 0.75, 1.0, 1.5, 2.0]) for _ in names]
+    cut = rng.randint(2, len(names) - 2)
+    overrun = list(quick)
+    overrun[cut] = rng.choice([30.0, 40.0])
+    deadline = sum(quick[:cut]) + rng.choice([0.25, 0.75, 1.25])
+    return PipelineScenario(dict(zip(names, overrun)), deadline, dict(zip(names, quick)),
+                            sum(quick) + rng.choice([1.0, 2.0]), quick[0] + quick[1] / 2)
 
 
 def _overlap(runs: list[StepRun], t0: float = 0.0) -> str | None:

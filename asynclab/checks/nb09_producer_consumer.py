@@ -15,7 +15,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from asynclab.checking import (Observation, Report, common_findings, observe, plural,
+from asynclab.checking import (Observation, Report, common_findings, hidden_rng, observe, plural,
                                require_coroutine_function, varied)
 from asynclab.fakes import Line
 from asynclab.timeline import active_timeline
@@ -68,7 +68,10 @@ class Scenario:
 def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario(count=20, num_consumers=3, maxsize=4, produce_s=0.1, process_s=1.0)
-    return Scenario(count=31, num_consumers=4, maxsize=2, produce_s=0.05, process_s=0.7)
+    rng = hidden_rng(variant, seed)  # hidden: other sizes, drawn from the seed
+    return Scenario(count=rng.randint(15, 35), num_consumers=rng.randint(2, 5),
+                    maxsize=rng.randint(2, 5), produce_s=rng.choice([0.05, 0.1]),
+                    process_s=rng.choice([0.5, 0.7, 1.0]))
 
 
 def still_waiting(obs: Observation, limit_s: float) -> str:

@@ -21,7 +21,8 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass
 
-from asynclab.checking import Report, observe, require_coroutine_function, safe_findings, varied
+from asynclab.checking import (Report, hidden_rng, observe, require_coroutine_function,
+                               safe_findings, varied)
 
 NOTEBOOK = "13_threads_vs_coroutines"
 TOLERANCE_S = 1e-3
@@ -46,9 +47,12 @@ def scenario(variant: str, seed: int | None = None) -> Scenario:
         due = {f"user-{i}": 60.0 + (i * 7919) % 3600 for i in range(1_950)}
         due.update({f"newsletter-{i}": 900.0 for i in range(50)})
         return Scenario(due, send_s=2.0, batch_at=900.0)
-    due = {f"u{i}": 5.0 + ((i * 104729) % 1800) / 2 for i in range(1_471)}
-    due.update({f"batch-{i}": 450.25 for i in range(30)})
-    return Scenario(due, send_s=0.75, batch_at=450.25)
+    rng = hidden_rng(variant, seed)  # hidden: other users, times and batch, from the seed
+    spread, prime = rng.choice([1200, 1800, 2400]), rng.choice([104729, 7919, 15485863])
+    due = {f"u{i}": 5.0 + ((i * prime) % spread) / 2 for i in range(rng.randint(1_200, 1_900))}
+    batch_at = rng.randint(100, spread // 2) + 0.25
+    due.update({f"batch-{i}": batch_at for i in range(rng.randint(30, 60))})
+    return Scenario(due, send_s=rng.choice([0.5, 0.75, 1.0]), batch_at=batch_at)
 
 
 class NoThreads:

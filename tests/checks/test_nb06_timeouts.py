@@ -296,8 +296,9 @@ def test_a_check_takes_well_under_a_second():
 
 
 def test_scenarios_cut_a_step_in_the_middle():
-    for variant in ("public", "hidden"):
-        sc = scenario(variant)
+    for variant, seed in (("public", None), ("hidden", None), ("hidden", 1), ("hidden", 2),
+                          ("hidden", 3), ("hidden", 4)):
+        sc = scenario(variant, seed)
         done, cut = sc.expected_overrun()
         assert sc.start_of(cut) < sc.deadline_s < sc.start_of(cut) + sc.overrun[cut]
         assert sum(sc.fits.values()) < sc.fits_deadline_s

@@ -228,8 +228,8 @@ def test_no_threads_refuses_only_other_threads():
 
 
 def test_scenarios_have_a_batch_and_distinct_users():
-    for variant in ("public", "hidden"):
-        sc = scenario(variant)
+    for variant, seed in (("public", None), ("hidden", None), ("hidden", 1), ("hidden", 2)):
+        sc = scenario(variant, seed)
         assert sum(1 for t in sc.due.values() if t == sc.batch_at) >= 30
         assert len(sc.due) > 1_000
 

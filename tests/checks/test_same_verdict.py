@@ -107,3 +107,6 @@ def test_each_wrong_answer_gets_the_same_verdict_every_time(exercise, name, code
         assert not reports[0].passed, reports[0].text()
         assert len({_verdict(r) for r in reports}) == 1, [r.text() for r in reports]
         assert len({r.text() for r in reports}) == 1, [r.text() for r in reports]
+    # Hidden inputs are drawn from the seed: wrong code must fail whatever the seed.
+    report = check(fn, variant="hidden", seed=SEEDS[2])
+    assert not report.passed, report.text()
