@@ -120,15 +120,17 @@ def _caller_frame() -> Any:
     return found if found is not None else sys._getframe(2)
 
 
-def _watching(thread: threading.Thread) -> list["BlockingDetector"]:
+def _watching(ident: int) -> list["BlockingDetector"]:
+    """The detectors watching the thread ``ident`` (by ident: ``threading.current_thread()``
+    would register a dummy Thread for every bare ``_thread`` thread that asks)."""
     if not _active:
         return []
-    return [d for d in list(_active) if d.loop_thread is thread]
+    return [d for d in list(_active) if d.loop_thread.ident == ident]
 
 
 def _record(what: str) -> None:
     """Record a blocking call with every active detector whose loop thread this is."""
-    detectors = _watching(threading.current_thread())
+    detectors = _watching(threading.get_ident())
     if not detectors:
         return
     call = _call_at(_caller_frame(), what)
@@ -139,14 +141,14 @@ def _record(what: str) -> None:
 def _detecting_sleep(seconds: float) -> None:
     """Stand-in for ``time.sleep`` while a detector is active."""
     _record(f"time.sleep({seconds!r})")
-    if not any(d.loop_thread is threading.current_thread() and d.skip_sleep for d in list(_active)):
+    if not any(d.skip_sleep for d in _watching(threading.get_ident())):
         _REAL_SLEEP(seconds)
 
 
 def _detecting_condition_wait(self: threading.Condition, timeout: float | None = None) -> bool:
     """Stand-in for ``threading.Condition.wait``: a wait on the loop's thread blocks the loop."""
     if (timeout is None or timeout > 0) and _active:
-        detectors = _watching(threading.current_thread())
+        detectors = _watching(threading.get_ident())
         if detectors and not _starting_a_thread(sys._getframe(1)):
             frame = learner_frame(sys._getframe(1))
             if frame is not None:
@@ -210,7 +212,10 @@ class _Watchdog:
         self.cpu = _cpu_clock(self.thread_id)
         self.step = 0
         self.busy_since: float | None = None
-        self._stop = threading.Event()
+        # Bare locks, not threading.Event: this thread must not go through threading's
+        # Python-level waits (watched by the fast path) nor register itself with threading.
+        self._stop = _thread.allocate_lock()
+        self._stop.acquire()
         self._done = _thread.allocate_lock()
         selector = loop._selector
         self._selector = selector
@@ -241,7 +246,7 @@ class _Watchdog:
         seen: tuple[int, Any, int] | None = None
         seen_since = seen_cpu = 0.0
         reported_step = -1
-        while not self._stop.wait(WATCHDOG_INTERVAL_S):
+        while not self._stop.acquire(timeout=WATCHDOG_INTERVAL_S):
             since, step = self.busy_since, self.step
             now = time.perf_counter()
             if since is None or step == reported_step or now - since < 0.05:
@@ -266,7 +271,7 @@ class _Watchdog:
             del frame
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stop.release()
         if self._done.acquire(timeout=1.0):
             self._done.release()
         self._selector.select = self._original  # looptime's own, which it set on the instance
