@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import Any
 
 from asynclab.checking import (Report, common_findings, hidden_rng, observe, plural,
                                require_coroutine_function, varied)
@@ -194,7 +195,41 @@ def check_fetch_all_urls(fn, *, variant: str = "public",
                "every URL was fetched exactly once" if not dupes else
                f"{dupes[0]} was fetched {counts[dupes[0]]} times",
                "Start one fetch per URL; do not retry here.", "url fetched twice")
+    if report.passed:
+        _judge_fewer_urls_than_slots(report, fn, sc)
     return report
+
+
+def _judge_fewer_urls_than_slots(report: Report, fn: Any, sc: FetchScenario) -> None:
+    """Fewer URLs than slots (and not a multiple of them): every URL still fetched, at once.
+
+    Code that splits the URLs evenly between ``max_concurrent`` workers, or starts
+    exactly ``max_concurrent`` workers that each expect a URL, only shows here.
+    """
+    urls = sc.urls[:max(1, sc.max_concurrent - 2)]
+    few = {url: min(sc.latency_s[url], sc.timeout_s / 2) for url in urls}
+    service = FakeService(few)
+    obs = observe(lambda: fn(list(urls), service.fetch, max_concurrent=sc.max_concurrent,
+                             timeout_s=sc.timeout_s),
+                  name="fetch_all_urls", namespaces=(getattr(fn, "__globals__", {}),))
+    prop = "every URL in the result"  # judged here again, with few URLs; replaced if it fails
+    expected = {url: service.result_for(url) for url in urls}
+    if obs.hang is not None or obs.error is not None:
+        problem = next((f.message for f in common_findings("fetch_all_urls", obs)
+                        if not f.passed), "it did not finish")
+        report.add(prop, False, f"with {len(urls)} URLs and {sc.max_concurrent} slots: {problem}",
+                   "Start one fetch per URL, whatever their number; the semaphore only caps "
+                   "how many run at once.", "assumes more urls than slots")
+    elif obs.result != expected:
+        report.add(prop, False, f"with {len(urls)} URLs and {sc.max_concurrent} slots it "
+                   f"returned {repr(obs.result)[:100]}, expected the data of all {len(urls)}",
+                   "Start one fetch per URL, whatever their number; splitting the URLs between "
+                   "max_concurrent workers loses some when they do not divide evenly.",
+                   "assumes more urls than slots")
+    else:
+        return
+    failed = report.findings.pop()
+    report.findings[:] = [failed if f.prop == prop else f for f in report.findings]
 
 
 EXERCISES = {"fetch_all_urls": check_fetch_all_urls}

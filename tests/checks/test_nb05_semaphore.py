@@ -28,6 +28,25 @@ async def fetch_all_urls(urls, fetch, max_concurrent=10, timeout_s=5.0):
 
 # name: (code, the property that must fail, a fragment of its message)
 WRONG = {
+    "workers that each take an even share": ('''
+import asyncio
+
+async def fetch_all_urls(urls, fetch, max_concurrent=10, timeout_s=5.0):
+    results = {}
+    share = len(urls) // max_concurrent
+
+    async def worker(mine):
+        for url in mine:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    results[url] = await fetch(url)
+            except TimeoutError:
+                results[url] = None
+
+    await asyncio.gather(*(worker(urls[i * share:(i + 1) * share])
+                           for i in range(max_concurrent)))
+    return results
+''', "every URL in the result", "with 2 URLs and 4 slots it returned {}"),
     "sequential": ('''
 import asyncio
 
@@ -157,6 +176,7 @@ def test_reference_passes(variant):
 
 # What each wrong solution's failed property must say the code did.
 DIAGNOSIS = {
+    'workers that each take an even share': 'assumes more urls than slots',
     'sequential': 'one after another',
     'no limit': 'limit never applied',
     'no timeout': 'no timeout',
