@@ -138,8 +138,10 @@ class Day:
     obs: Any
     returned_at: float | None = None
     running_at_return: tuple[str, ...] = ()
+    cancel_asked: tuple[str, ...] = ()  # of those, the ones whose task was told to cancel
     cleanups: tuple[tuple[float, int], ...] = ()  # (start time, handlers running then)
     cleanup_done_at: float | None = None
+    cleanup_while_cancelling: int = 0  # handlers told to cancel, not ended, when cleanup began
 
 
 def play(fn: Any, sc: Scenario) -> Day:
@@ -150,6 +152,8 @@ def play(fn: Any, sc: Scenario) -> Day:
     async def cleanup() -> None:
         loop = asyncio.get_running_loop()
         cleanups.append((loop.time(), service.in_flight))
+        day.cleanup_while_cancelling = sum(1 for c in service.calls if c.outcome == "running"
+                                           and c.task is not None and c.task.cancelling())
         await asyncio.sleep(CLEANUP_S)  # closing a connection pool
         day.cleanup_done_at = loop.time()
 
@@ -176,6 +180,8 @@ def play(fn: Any, sc: Scenario) -> Day:
         finally:
             day.returned_at = loop.time()
             day.running_at_return = tuple(c.key for c in service.calls if c.outcome == "running")
+            day.cancel_asked = tuple(c.key for c in service.calls if c.outcome == "running"
+                                     and c.task is not None and c.task.cancelling())
             for task in helpers:
                 task.cancel()
 
@@ -294,7 +300,9 @@ def check_serve(fn, *, variant: str = "public",
         if call is None:
             wrong.append(f"{req} was never started")
         elif req in day.running_at_return:
-            wrong.append(f"{req} was still running when serve returned: nobody cancelled it")
+            wrong.append(f"{req} was cancelled, but still running when serve returned: nobody "
+                         "waited for it to end" if req in day.cancel_asked else
+                         f"{req} was still running when serve returned: nobody cancelled it")
         elif call.outcome == "ok":
             wrong.append(f"{req} ran to its end at {call.end:g} s: no drain deadline")
         elif call.end is not None and abs(call.end - sc.deadline) > TOLERANCE_S:
@@ -306,6 +314,7 @@ def check_serve(fn, *, variant: str = "public",
         wrong_several, late_several = [], False
     if wrong:
         diagnosis = ("stragglers left running" if "nobody cancelled it" in wrong[0] else
+                     "cancelled but not awaited" if "nobody waited" in wrong[0] else
                      "no drain deadline" if "no drain deadline" in wrong[0] else
                      "straggler never started" if "never started" in wrong[0] else
                      "deadline measured late")
@@ -322,6 +331,9 @@ def check_serve(fn, *, variant: str = "public",
             "deadline.",
         "stragglers left running": "At the drain deadline, cancel the handlers still running "
                                    "and wait for them (gather(..., return_exceptions=True)).",
+        "cancelled but not awaited": "`task.cancel()` only asks: wait for the cancelled "
+                                     "handlers to end (`await asyncio.gather(*pending, "
+                                     "return_exceptions=True)`) before the cleanup.",
         "no drain deadline": "Give the handlers at most drain_timeout_s after the stop signal: "
                              "`asyncio.wait(tasks, timeout=...)`, then cancel the rest.",
     }
@@ -351,8 +363,13 @@ def check_serve(fn, *, variant: str = "public",
         ok, msg = True, f"cleanup ran once, at {day.cleanups[0][0]:g} s, after the last request"
     diagnosis = ("" if ok else "cleanup never awaited" if not day.cleanups else
                  "cleanup twice" if len(day.cleanups) > 1 else
+                 "cancelled but not awaited" if day.cleanups[0][1]
+                 and day.cleanup_while_cancelling >= day.cleanups[0][1] else
                  "cleanup before the drain" if day.cleanups[0][1] else "cleanup not finished")
     report.add("cleans up after the last request", ok, msg,
+               "You cancel the stragglers, but `task.cancel()` only asks: wait for them to end "
+               "(`await asyncio.gather(*pending, return_exceptions=True)`) before the cleanup."
+               if diagnosis == "cancelled but not awaited" else
                "`await cleanup()` once, at the very end: after the drain and the cancellations, "
                "when no request is running any more (a `finally:` block makes sure it runs).",
                diagnosis)

@@ -77,6 +77,9 @@ def variant_of(old: str, new: str) -> str:
 
 
 WRONG = {
+    "cancels the stragglers but does not wait for them": (REFERENCE.replace(
+        "        await asyncio.gather(*pending, return_exceptions=True)\n", ""),
+        "cleans up after the last request", "while 1 request(s) were still running"),
     "drains the stragglers one after another": (REFERENCE.replace('''        pending = set()
         if in_flight:
             _, pending = await asyncio.wait(in_flight, timeout=drain_timeout_s)
@@ -198,6 +201,7 @@ async def serve(requests, handle, stop, drain_timeout_s, cleanup):
 
 
 DIAGNOSIS = {
+    'cancels the stragglers but does not wait for them': 'cancelled but not awaited',
     'drains the stragglers one after another': 'stragglers drained one after another',
     'never stops': 'waits forever',
     'checks stop only between requests': 'accepts after the signal',
