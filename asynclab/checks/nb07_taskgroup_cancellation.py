@@ -37,7 +37,11 @@ class Run:
         return sorted(self.service.calls, key=lambda c: (c.start, order.get(c.key, len(order))))
 
     def look(self) -> dict:
-        return {"running": [c.key for c in self.calls() if c.outcome == "running"],
+        running = [c for c in self.calls() if c.outcome == "running"]
+        return {"running": [c.key for c in running],
+                # of those, the ones whose task was told to cancel (cancel() without a wait)
+                "cancel_asked": [c.key for c in running
+                                 if c.task is not None and c.task.cancelling()],
                 "released": list(self.releases.log)}
 
 
@@ -241,7 +245,12 @@ def _judge_failure(report: Report, sc: Scenario, r: Run) -> None:
     siblings = [c for c in calls if c.key != sc.failing and c.start <= fail_at + TOLERANCE_S]
     ran_on = [c for c in siblings if c.outcome == "ok" and c.end is not None
               and c.end > fail_at + TOLERANCE_S]
-    if running:
+    asked = ending.seen.get("cancel_asked", [])
+    if running and set(running) <= set(asked):
+        ok, msg = False, (f"when it {ended} at {seconds(ending.at)}, {plural(len(running), 'fetch')} "
+                          f"{'was' if len(running) == 1 else 'were'} cancelled but still running "
+                          f"({_keys(running)}): nobody waited for them to end")
+    elif running:
         ok, msg = False, (f"when it {ended} at {seconds(ending.at)}, {plural(len(running), 'fetch')} "
                           f"{'was' if len(running) == 1 else 'were'} still running "
                           f"({_keys(running)}): the other fetches were not cancelled")
@@ -259,10 +268,15 @@ def _judge_failure(report: Report, sc: Scenario, r: Run) -> None:
                          f"{plural(len(stopped), 'fetch')} still running "
                          f"{'was' if len(stopped) == 1 else 'were'} cancelled at once" if stopped
                          else f"nothing else was running when {sc.failing} failed at {at}")
+    waited_not = bool(running) and set(running) <= set(asked)
     report.add("the other fetches are cancelled at once", ok, msg,
+               "You cancel the other tasks, but `task.cancel()` only asks: wait for them to end "
+               "(`await asyncio.wait(tasks)`) before raising, or let a TaskGroup do both."
+               if waited_not else
                "Use `async with asyncio.TaskGroup() as tg:` and `tg.create_task(...)`: the first "
                "failure cancels the other tasks. A plain `gather` leaves them running, and "
                "`gather(return_exceptions=True)` waits for all of them.",
+               "cancelled but not awaited" if waited_not else
                "siblings left running" if running or ran_on else "slow to fail")
 
     # 3. Nothing starts again after the cancellation, and a cancelled fetch's task ends cancelled.

@@ -80,6 +80,9 @@ GOOD_FETCH_ONE = '''
 
 # name: (code, the property that must fail, a fragment of its message)
 WRONG = {
+    "cancels the others by hand but does not wait for them": (BY_HAND.replace(
+        "        await asyncio.wait(tasks)\n", ""),
+        "the other fetches are cancelled at once", "nobody waited for them to end"),
     "gather leaves the others running": (f'''
 import asyncio
 
@@ -354,6 +357,7 @@ async def fetch_all_or_nothing(keys, fetch, release):
 
 # What each wrong solution's failed property must say the code did.
 DIAGNOSIS = {
+    'cancels the others by hand but does not wait for them': 'cancelled but not awaited',
     'gather leaves the others running': 'siblings left running',
     'gather(return_exceptions=True), then raise': 'siblings left running',
     'errors kept as values': 'error swallowed',
