@@ -7,8 +7,24 @@ clock, how many calls overlapped, what was cancelled, what blocked the loop.
 The verdict depends only on virtual time and on the order of events, so it is
 the same on an idle laptop and on a loaded CI machine.
 
+What asyncio leaves to chance is settled on purpose: ``varied`` runs a check
+more than once, first as scheduled, then with timers due at the same instant
+fired in reverse order and sets of tasks iterated newest first (and, for the
+hidden variant, in an order drawn from the seed). Code that depends on luck
+fails in one of the runs, every time, and the report names that run. Hidden
+inputs are drawn from ``hidden_rng(variant, seed)``.
+
+Each failed ``Finding`` carries a *diagnosis* (what the code did: "swallowed
+cancellation", "blocked the loop", "results in set order", ...), decided from
+the observation before its hint is chosen, so that a hint never asks for what
+the code already does.
+
 ``Report`` is what a check cell shows: one line per property, what was observed
 when it failed, a hint, and the timeline of the learner's own run.
+
+Shared helpers for the checks live here too (``basic_findings``,
+``safe_findings``, ``ending_of``, ``closing_unstarted``, ...); the fake
+services live in ``asynclab.fakes``.
 """
 
 from __future__ import annotations
