@@ -33,7 +33,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-__all__ = ["TaskRecord", "Timeline", "trace", "traced"]
+__all__ = ["TaskRecord", "Timeline", "trace", "traced", "active_timeline"]
 
 # What ended a task. "running" means the trace ended before the task did.
 FINISHED, FAILED, CANCELLED, RUNNING = "finished", "failed", "cancelled", "running"
@@ -295,6 +295,11 @@ def trace() -> Iterator[Timeline]:
         timeline.t1 = loop.time()
         for record in timeline.records:
             record.settle()
+
+
+def active_timeline() -> "Timeline | None":
+    """The timeline of the ``trace()`` block the calling code runs in, or None outside one."""
+    return _ACTIVE.get()
 
 
 def traced(coro: Any, name: str | None = None) -> Any:

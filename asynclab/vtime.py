@@ -25,7 +25,11 @@ stuck coroutine from freezing the kernel: after ``wall_limit_s`` the caller gets
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
+import heapq
+import itertools
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,7 +39,8 @@ import looptime
 
 from asynclab.blocking import BlockingCall, BlockingDetector
 
-__all__ = ["HangError", "VirtualRun", "run_virtual", "new_virtual_loop"]
+__all__ = ["HangError", "VirtualRun", "Variation", "run_virtual", "new_virtual_loop",
+           "varied_runs", "current_variation"]
 
 DEFAULT_MAX_VIRTUAL_S = 24 * 3600.0
 DEFAULT_WALL_LIMIT_S = 10.0
@@ -80,6 +85,135 @@ def new_virtual_loop() -> asyncio.AbstractEventLoop:
     return looptime.new_event_loop(start=0.0, end=None, idle_timeout=None, noop_cycles=NOOP_CYCLES)
 
 
+@dataclass(frozen=True)
+class Variation:
+    """How a virtual run settles what asyncio leaves open, so that code relying on luck shows.
+
+    asyncio promises nothing about two things a program can nevertheless depend on:
+
+    * ``ties``: which of two timers due at the same instant fires first
+      (``"natural"``: the heap's own order, ``"reversed"``: the later-scheduled first,
+      ``"shuffled"``: an order drawn from ``seed``);
+    * ``identity``: the hash of each task, which decides the order in which a set of
+      tasks (``asyncio.wait``'s ``done``) is iterated (``"natural"``: by memory address,
+      which changes from run to run; ``"created"``: in creation order; ``"reversed"``:
+      the last-created first; ``"shuffled"``: drawn from ``seed``).
+
+    A run under a given variation is the same every time; code that is correct
+    whatever the order gives the same outcome under every variation.
+    """
+
+    name: str = "as scheduled"
+    ties: str = "natural"
+    identity: str = "natural"
+    seed: int = 0
+
+    @property
+    def natural(self) -> bool:
+        return self.ties == "natural" and self.identity == "natural"
+
+
+_VARIATION: contextvars.ContextVar[Variation | None] = contextvars.ContextVar(
+    "asynclab_variation", default=None)
+
+
+def current_variation() -> Variation | None:
+    """The variation that ``run_virtual`` applies in this context (None: no variation)."""
+    return _VARIATION.get()
+
+
+class varied_runs:  # noqa: N801 - used as a context manager, like contextlib's
+    """``with varied_runs(variation):`` every ``run_virtual`` in the block applies it."""
+
+    def __init__(self, variation: Variation | None) -> None:
+        self.variation = variation
+        self._token: contextvars.Token | None = None
+
+    def __enter__(self) -> Variation | None:
+        self._token = _VARIATION.set(self.variation)
+        return self.variation
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._token is not None:
+            _VARIATION.reset(self._token)
+
+
+class _RankedTimer(asyncio.TimerHandle):
+    """A timer that breaks ties between equal due times by its rank, not by heap luck."""
+
+    __slots__ = ("_rank",)
+
+    def _key(self) -> tuple[float, float]:
+        return (self._when, getattr(self, "_rank", 0.0))
+
+    def __lt__(self, other: Any) -> bool:
+        if isinstance(other, asyncio.TimerHandle):
+            return self._key() < (other._when, getattr(other, "_rank", 0.0))
+        return NotImplemented
+
+    def __gt__(self, other: Any) -> bool:
+        if isinstance(other, asyncio.TimerHandle):
+            return self._key() > (other._when, getattr(other, "_rank", 0.0))
+        return NotImplemented
+
+    def __le__(self, other: Any) -> bool:
+        return not self.__gt__(other)
+
+    def __ge__(self, other: Any) -> bool:
+        return not self.__lt__(other)
+
+    __hash__ = asyncio.TimerHandle.__hash__
+
+
+class _KeyedTask(asyncio.Task):
+    """A task whose hash (and so its place in a set) is decided by the variation."""
+
+    def __init__(self, coro: Any, *, loop: Any, asynclab_key: int, **kwargs: Any) -> None:
+        self._asynclab_key = asynclab_key
+        super().__init__(coro, loop=loop, **kwargs)
+
+    def __hash__(self) -> int:
+        return self._asynclab_key
+
+    __eq__ = object.__eq__
+
+
+_KeyedTask.__name__ = _KeyedTask.__qualname__ = "Task"  # what a learner's report calls it
+
+
+def _apply_variation(loop: asyncio.AbstractEventLoop, variation: Variation) -> None:
+    """Make ``loop`` settle timer ties and task hashes as ``variation`` says."""
+    rng = random.Random(variation.seed)
+    if variation.ties != "natural":
+        order = itertools.count()
+
+        def call_at(when: float, callback: Any, *args: Any, context: Any = None) -> Any:
+            if when is None:
+                raise TypeError("when cannot be None")
+            loop._check_closed()  # type: ignore[attr-defined]
+            timer = _RankedTimer(when, callback, args, loop, context)
+            timer._rank = -next(order) if variation.ties == "reversed" else rng.random()
+            heapq.heappush(loop._scheduled, timer)  # type: ignore[attr-defined]
+            timer._scheduled = True
+            return timer
+
+        loop.call_at = call_at  # type: ignore[method-assign]
+    if variation.identity != "natural":
+        created = itertools.count()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
+            n = next(created)
+            if variation.identity == "created":
+                key = n  # small hashes in creation order: a set iterates in creation order
+            elif variation.identity == "reversed":
+                key = -(n + 2)  # small negative hashes fill a set's table from its end
+            else:
+                key = rng.getrandbits(61)
+            return _KeyedTask(coro, loop=loop, asynclab_key=key, **kwargs)
+
+        loop.set_task_factory(factory)
+
+
 class _Abandoned(BaseException):
     """Raised inside a worker thread whose run went past its wall-clock limit."""
 
@@ -111,6 +245,7 @@ def run_virtual(
     wall_limit_s: float = DEFAULT_WALL_LIMIT_S,
     detect_blocking: bool = True,
     namespaces: Iterable[dict[str, Any]] = (),
+    variation: Variation | None = None,
 ) -> VirtualRun:
     """Run a coroutine to completion on a virtual clock, from sync or async code.
 
@@ -125,6 +260,9 @@ def run_virtual(
     ``"wall-limit"`` when it is still running after ``wall_limit_s`` real
     seconds (an endless loop that never awaits). The limits are enforced by
     stopping the loop, so code that swallows cancellation cannot escape them.
+
+    ``variation`` (by default the one set with ``varied_runs``, if any) decides
+    how timers due at the same instant and sets of tasks are ordered.
     """
     outcome = VirtualRun()
     hang: list[HangError] = []
@@ -134,6 +272,9 @@ def run_virtual(
         return await awaitable
 
     loop = new_virtual_loop()
+    variation = variation if variation is not None else current_variation()
+    if variation is not None and not variation.natural:
+        _apply_variation(loop, variation)
 
     def target() -> None:
 
@@ -157,6 +298,7 @@ def run_virtual(
         try:
             if detector is not None:
                 detector.start()
+                detector.watch(loop)
             try:
                 outcome.result = loop.run_until_complete(main())
             except _Abandoned:

@@ -27,6 +27,16 @@ def failed_props(report) -> dict[str, str]:
     return {f.prop: f.message for f in report.findings if not f.passed}
 
 
+def assert_diagnosed(report, prop: str, fragment: str, diagnosis: str) -> None:
+    """The report failed ``prop`` with ``fragment`` in its message, and diagnosed ``diagnosis``."""
+    failed = failed_props(report)
+    assert prop in failed, report.text()
+    assert fragment in failed[prop], report.text()
+    assert diagnosis in report.diagnoses, (report.diagnoses, report.text())
+    finding = next(f for f in report.findings if f.prop == prop)
+    assert finding.diagnosis, f"{prop} failed without a diagnosis:\n{report.text()}"
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

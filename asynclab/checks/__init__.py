@@ -5,9 +5,12 @@ Each module ``asynclab.checks.nbNN_slug`` declares::
     NOTEBOOK = "NN_slug"                 # the notebook's file name, without .ipynb
     EXERCISES = {"fn_name": check_fn}    # the function the learner writes -> its check
 
-and every check has the signature ``check_fn(fn, *, variant="public") -> Report``.
+and every check has the signature ``check_fn(fn, *, variant="public", seed=None) -> Report``.
 ``variant="hidden"`` runs other inputs (other sizes, limits and latencies) that
-are not shown in the notebooks; the grader uses both.
+are not shown in the notebooks, drawn from ``random.Random(seed)`` (a fixed
+default when ``seed`` is None); the grader uses both. Every check runs its
+scenarios more than once (``asynclab.checking.varied``), settling what asyncio
+leaves to chance differently each time, and passes only if every run passes.
 
 In a notebook, the check cell after an exercise is simply::
 
@@ -53,7 +56,8 @@ def _find(name: str) -> CheckFn:
     raise LookupError(f"there is no exercise called {name!r}; the exercises are: {', '.join(known)}")
 
 
-def check(fn: Any, *, name: str | None = None, variant: str = "public") -> Report:
+def check(fn: Any, *, name: str | None = None, variant: str = "public",
+          seed: int | None = None) -> Report:
     """Judge the learner's function ``fn`` with the course's check for it.
 
     The exercise is found by the function's name (or ``name``). Returns a
@@ -63,4 +67,4 @@ def check(fn: Any, *, name: str | None = None, variant: str = "public") -> Repor
     exercise = name or getattr(fn, "__name__", None)
     if not exercise:
         raise TypeError("check() needs the function you wrote, for example check(fetch_all_urls)")
-    return _find(exercise)(fn, variant=variant)
+    return _find(exercise)(fn, variant=variant, seed=seed)

@@ -2,106 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from asynclab.checking import Report, observe, require_coroutine_function
-from asynclab.timeline import traced
-from asynclab.checks._observed import awaitable_name, basic_findings, describe_error
+from asynclab.checking import (Report, awaitable_name, basic_findings, close_if_coroutine,
+                               describe_error, hidden_rng,
+                               observe, require_coroutine_function, varied)
+from asynclab.fakes import PaymentDeclined, ReceiptNotSent, OutOfStock, Shop
 
 NOTEBOOK = "02_coroutines"
 STEPS = ("reserve", "charge", "send_receipt")
-
-
-class PaymentDeclined(Exception):
-    """What ``Shop.charge`` raises for a declined card."""
-
-
-@dataclass
-class ShopCall:
-    """One call to the fake shop: which step, with what, when, and how it ended."""
-
-    step: str
-    args: tuple[str, ...]
-    start: float
-    end: float | None = None
-    outcome: str = "running"  # "ok", "error", "cancelled" or "running"
-    bad_args: list[str] = field(default_factory=list)  # awaitables passed where values belong
-
-
-class Shop:
-    """A fake shop whose four steps take virtual time and record how they were used.
-
-    ``reserve(order_id)`` returns ``"R-<order_id>"``; ``charge(order_id, reservation)``
-    returns ``"P-<order_id>"``, or raises ``PaymentDeclined`` for the orders in
-    ``declined``; ``send_receipt(order_id, payment)`` returns the receipt text;
-    ``release(reservation)`` returns None.
-    """
-
-    def __init__(self, latency_s: dict[str, float] | None = None,
-                 declined: frozenset[str] | set[str] = frozenset()) -> None:
-        self.latency_s = {"reserve": 2.0, "charge": 3.0, "send_receipt": 1.0, "release": 1.0}
-        self.latency_s.update(latency_s or {})
-        self.declined = set(declined)
-        self.calls: list[ShopCall] = []
-        self.raised: list[PaymentDeclined] = []
-
-    @staticmethod
-    def receipt_for(order_id: str, payment: str) -> str:
-        return f"receipt for {order_id}, paid by {payment}"
-
-    async def _step(self, step: str, *args: Any, fail: bool = False) -> None:
-        call = ShopCall(step, tuple(str(a) if not inspect.isawaitable(a) else "?" for a in args),
-                        asyncio.get_running_loop().time())
-        for arg in args:
-            if inspect.isawaitable(arg):
-                call.bad_args.append(awaitable_name(arg))
-                if inspect.iscoroutine(arg):
-                    arg.close()  # reported by the check; no second warning later
-        self.calls.append(call)
-        try:
-            await asyncio.sleep(self.latency_s[step])
-        except asyncio.CancelledError:
-            call.outcome = "cancelled"
-            raise
-        finally:
-            call.end = asyncio.get_running_loop().time()
-        if fail:
-            call.outcome = "error"
-            error = PaymentDeclined(f"card declined for order {args[0]}")
-            self.raised.append(error)
-            raise error
-        call.outcome = "ok"
-
-    def _traced_step(self, step: str, *args: Any, fail: bool = False) -> Any:
-        # A row of its own on the timeline of a check (and of a learner's trace()).
-        return traced(self._step(step, *args, fail=fail), name=f"shop.{step}")
-
-    async def reserve(self, order_id: str) -> str:
-        """Hold the stock for ``order_id``; returns a reservation id."""
-        await self._traced_step("reserve", order_id)
-        return f"R-{order_id}"
-
-    async def charge(self, order_id: str, reservation: str) -> str:
-        """Charge the customer; returns a payment id, or raises PaymentDeclined."""
-        await self._traced_step("charge", order_id, reservation, fail=order_id in self.declined)
-        return f"P-{order_id}"
-
-    async def release(self, reservation: str) -> None:
-        """Give the reserved stock back."""
-        await self._traced_step("release", reservation)
-
-    async def send_receipt(self, order_id: str, payment: str) -> str:
-        """Email the receipt; returns its text."""
-        await self._traced_step("send_receipt", order_id, payment)
-        if inspect.isawaitable(payment):
-            return self.receipt_for(order_id, "?")
-        return self.receipt_for(order_id, payment)
-
-    def steps(self) -> list[str]:
-        return [c.step for c in self.calls]
 
 
 @dataclass(frozen=True)
@@ -111,12 +22,16 @@ class Scenario:
     latency_s: dict[str, float]
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
+    """The public orders and latencies; hidden: order ids and latencies drawn from ``seed``."""
     if variant == "public":
         return Scenario("A-17", "B-99", {"reserve": 2.0, "charge": 3.0, "send_receipt": 1.0,
                                          "release": 1.0})
-    return Scenario("K-3", "Z-8", {"reserve": 0.5, "charge": 4.5, "send_receipt": 2.5,
-                                   "release": 0.75})
+    rng = hidden_rng(variant, seed)
+    paid, declined = rng.sample(range(10, 100), 2)
+    return Scenario(f"K-{paid}", f"Z-{declined}",
+                    {step: rng.choice([0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 4.5])
+                     for step in ("reserve", "charge", "send_receipt", "release")})
 
 
 def shown(value: Any) -> str:
@@ -138,7 +53,9 @@ def _first_failures(findings: list) -> list:
     return kept
 
 
-def check_place_order(fn, *, variant: str = "public") -> Report:
+@varied
+def check_place_order(fn, *, variant: str = "public",
+                      seed: int | None = None) -> Report:
     """Judge ``place_order(order_id, shop)``.
 
     Properties: reserve, charge and send_receipt run in that order, each after
@@ -153,7 +70,7 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     namespaces = (getattr(fn, "__globals__", {}),)
 
     paid_shop = Shop(sc.latency_s)
@@ -201,7 +118,9 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
         ok = False
     report.add("steps in order", ok, msg,
                "Await each step before starting the next one: each needs the previous one's "
-               "result.")
+               "result.", "step never started" if steps != list(STEPS) and any(
+                   step not in steps for step in STEPS) else
+               "steps out of order" if steps != list(STEPS) else "steps overlap")
 
     # 2. Results passed on, not coroutine objects.
     bad_args = [(c.step, arg) for c in calls + declined_shop.calls for arg in c.bad_args]
@@ -225,7 +144,10 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
         msg = "charge got the reservation and send_receipt got the payment"
     report.add("results passed on", not bad_args and not wrong_value, msg,
                "`reservation = await shop.reserve(order_id)` gives you the value; pass that "
-               "value to the next step.")
+               "value to the next step." if bad_args else
+               "Pass each step exactly what the previous one returned: charge(order_id, "
+               "reservation), then send_receipt(order_id, payment).",
+               "forgotten await" if bad_args else "wrong value passed on")
 
     # 3. The receipt is what place_order returns.
     expected_receipt = Shop.receipt_for(sc.paid_order, f"P-{sc.paid_order}")
@@ -233,7 +155,8 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
     report.add("returns the receipt", got == expected_receipt,
                f"returned {expected_receipt!r}" if got == expected_receipt else
                f"returned {shown(got)}, expected {expected_receipt!r}",
-               "Return what `await shop.send_receipt(order_id, payment)` gives you.")
+               "Return what `await shop.send_receipt(order_id, payment)` gives you.",
+               "wrong return value")
 
     # 4. Nothing released after a successful payment.
     released = [c for c in calls if c.step == "release"]
@@ -241,7 +164,8 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
                "a paid order keeps its stock" if not released else
                "release() was called for an order that was paid for: the customer pays but "
                "their stock goes back on the shelf",
-               "Release only when charge() raised: in the `except` block, not in `finally`.")
+               "Release only when charge() raised: in the `except` block, not in `finally`.",
+               "releases after a successful payment")
 
     # 5. The payment error reaches the caller.
     if declined.error is not None and declined.error is declined_error:
@@ -258,7 +182,9 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
                "never learns that the payment failed")
     report.add("the payment error reaches the caller", ok, msg,
                "After releasing the reservation, re-raise the same exception with a bare "
-               "`raise` inside the `except` block.")
+               "`raise` inside the `except` block.",
+               "error replaced" if declined.error is not None else
+               "step never started" if declined_error is None else "error swallowed")
 
     # 6. Reservation released (and awaited) when the payment fails.
     d_calls = declined_shop.calls
@@ -282,14 +208,105 @@ def check_place_order(fn, *, variant: str = "public") -> Report:
                           "await it before raising")
     else:
         ok, msg = True, "the declined order's reservation was released before place_order ended"
+    if declined_error is None:
+        diagnosis = "step never started"
+    elif not releases:
+        diagnosis = ("release not awaited" if "never awaited" in msg else "never releases")
+    elif len(releases) > 1:
+        diagnosis = "released twice"
+    elif "expected" in msg:
+        diagnosis = "released the wrong thing"
+    else:
+        diagnosis = "release not finished"
+    hints = {
+        "never releases": "Wrap `await shop.charge(...)` in try/except; in the except block, "
+                          "`await shop.release(reservation)`, then `raise`.",
+        "release not awaited": "`shop.release(reservation)` only creates a coroutine: write "
+                               "`await shop.release(reservation)`.",
+        "released twice": "Release once, in the except block around charge().",
+        "released the wrong thing": "Release what reserve() returned (the reservation), not "
+                                    "the order id.",
+        "release not finished": "Await the release itself (`await shop.release(reservation)`) "
+                                "before re-raising; a task you do not await may not be done.",
+    }
     report.add("reservation released when payment fails", ok, msg,
-               "Wrap `await shop.charge(...)` in try/except; in the except block, "
-               "`await shop.release(reservation)`, then `raise`.")
+               hints.get(diagnosis, "Call reserve() and charge() for every order."), diagnosis)
+    later = _judge_other_failures(report, fn, sc, namespaces)
     failed = {f.prop for f in report.findings if not f.passed}
     if failed and failed <= {"the payment error reaches the caller",
                              "reservation released when payment fails"}:
         report.timeline = declined.timeline  # show the run that went wrong
+    elif failed and failed <= {"a failure after the payment keeps it"} and later is not None:
+        report.timeline = later.timeline
     return report
+
+
+def _judge_other_failures(report: Report, fn: Any, sc: Scenario, namespaces: tuple) -> Any:
+    """Each step failing in turn: the receipt (after the payment) and the reservation (before it).
+
+    A try block that also covers a later step undoes a payment that went through: the
+    customer pays and their stock goes back on the shelf. A failed reservation has
+    nothing to undo and nothing to charge. In both, the step's own error reaches the caller.
+    """
+    order = f"{sc.paid_order}-2"
+    shop = Shop(sc.latency_s, failing_step="send_receipt")
+    obs = observe(lambda: fn(order, shop), name="place_order", namespaces=namespaces,
+                  max_virtual_s=600)
+    close_if_coroutine(obs.result)  # a forgotten await is reported by the first run
+    raised = shop.raised[0] if shop.raised else None
+    released = [c for c in shop.calls if c.step == "release"]
+    if obs.hang is not None or raised is None:
+        return None  # judged elsewhere: a paid order that never sends its receipt
+    if released:
+        report.add("a failure after the payment keeps it", False,
+                   "send_receipt() failed after the payment went through, and release() gave "
+                   "the stock back: the customer has paid for nothing",
+                   "Your try block covers more than the payment: put only "
+                   "`await shop.charge(...)` inside it, and send the receipt after the "
+                   "try/except, so that a failed receipt does not undo a payment.",
+                   "try covers a later step")
+    elif obs.error is not raised:
+        what = (f"raised {describe_error(obs.error)}" if obs.error is not None else
+                f"returned {shown(obs.result)}")
+        report.add("a failure after the payment keeps it", False,
+                   f"send_receipt() failed with ReceiptNotSent, and place_order {what}: the "
+                   "caller cannot tell what went wrong",
+                   "Let an error from send_receipt() reach the caller unchanged: no except "
+                   "around it (or a bare `raise`).",
+                   "error swallowed" if obs.error is None else "error replaced")
+    else:
+        report.add("a failure after the payment keeps it", True,
+                   "when send_receipt() failed, the payment stood and its error reached the caller")
+
+    order = f"{sc.declined_order}-2"
+    shop = Shop(sc.latency_s, failing_step="reserve")
+    obs_r = observe(lambda: fn(order, shop), name="place_order", namespaces=namespaces,
+                    max_virtual_s=600)
+    close_if_coroutine(obs_r.result)
+    raised = shop.raised[0] if shop.raised else None
+    after = [c.step for c in shop.calls if c.step != "reserve"]
+    if obs_r.hang is not None or raised is None:
+        return obs
+    if after:
+        first = after[0]
+        report.add("a failed reservation stops the order", False,
+                   f"reserve() failed with OutOfStock, and {first}() was still called",
+                   "When reserve() fails there is nothing to charge and nothing to release: "
+                   "call reserve() before the try block, so its error goes straight to the "
+                   "caller.", "charged without a reservation" if first == "charge" else
+                   "released what was never reserved")
+    elif obs_r.error is not raised:
+        what = (f"raised {describe_error(obs_r.error)}" if obs_r.error is not None else
+                f"returned {shown(obs_r.result)}")
+        report.add("a failed reservation stops the order", False,
+                   f"reserve() failed with OutOfStock, and place_order {what}",
+                   "Let an error from reserve() reach the caller unchanged: keep "
+                   "`await shop.reserve(order_id)` outside the try block.",
+                   "error swallowed" if obs_r.error is None else "error replaced")
+    else:
+        report.add("a failed reservation stops the order", True,
+                   "when reserve() failed, nothing was charged and its error reached the caller")
+    return obs
 
 
 EXERCISES = {"place_order": check_place_order}

@@ -3,68 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from asynclab.checking import Finding, Report, observe, require_coroutine_function
-from asynclab.checks._observed import (basic_findings, close_if_coroutine, closing_unstarted,
-                                       describe_error)
-from asynclab.timeline import traced
+from asynclab.checking import (Finding, Report, basic_findings, close_if_coroutine,
+                               closing_unstarted, describe_error, hidden_rng, observe,
+                               require_coroutine_function, varied)
+from asynclab.fakes import MAX_BEATS, WorkFailed, Watch, make_fakes
 
 NOTEBOOK = "03_tasks"
 TOLERANCE_S = 1e-3
-# A heartbeat that never really waits (time.sleep, or no sleep at all) calls beat() over and
-# over without virtual time passing; beat() then raises, so that the run can end and be judged.
-MAX_BEATS = 300
-
-
-class WorkFailed(Exception):
-    """What the fake work raises in the failing scenario."""
-
-
-@dataclass
-class Watch:
-    """What happened to the fakes, and what the learner's function left behind."""
-
-    beats: list[float] = field(default_factory=list)
-    work_calls: list[float] = field(default_factory=list)
-    work_end: float | None = None
-    returned_at: float | None = None
-    left_running: int = 0  # tasks started by the function, not done, never cancelled
-    left_cancelling: int = 0  # tasks cancelled by the function, not finished yet
-    error: WorkFailed | None = None
-    flood: bool = False  # beat() was called MAX_BEATS times
-
-
-def make_fakes(work_s: float, fail: bool, watch: Watch):
-    """``work()`` (waits ``work_s``, then returns or raises) and ``beat()`` (instant)."""
-
-    async def _work() -> str:
-        loop = asyncio.get_running_loop()
-        watch.work_calls.append(loop.time())
-        await asyncio.sleep(work_s)
-        watch.work_end = loop.time()
-        if fail:
-            watch.error = WorkFailed(f"the work failed after {work_s:g} s")
-            raise watch.error
-        return f"work done after {work_s:g} s"
-
-    async def work() -> str:
-        return await traced(_work(), name="work")
-
-    work.__qualname__ = "work"  # what a warning about a forgotten `await work()` calls it
-
-    async def beat() -> None:
-        if len(watch.beats) >= MAX_BEATS:
-            watch.flood = True
-            raise RuntimeError(f"beat() was called {MAX_BEATS} times in "
-                               f"{watch.beats[-1] - watch.beats[0]:g} virtual s")
-        watch.beats.append(asyncio.get_running_loop().time())
-        await asyncio.sleep(0)
-
-    beat.__qualname__ = "beat"
-
-    return work, beat
 
 
 @dataclass(frozen=True)
@@ -74,10 +22,14 @@ class Scenario:
     interval_s: float
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario(work_s=9.0, fail_after_s=5.0, interval_s=2.0)
-    return Scenario(work_s=13.5, fail_after_s=7.0, interval_s=3.0)
+    rng = hidden_rng(variant, seed)  # hidden: several beats during the work, drawn from the seed
+    interval_s = rng.choice([1.5, 2.5, 3.0, 4.0])
+    work_s = interval_s * rng.randint(3, 6) + rng.choice([0.5, 1.5])
+    return Scenario(work_s=work_s, fail_after_s=interval_s * rng.randint(2, 3) + 0.5,
+                    interval_s=interval_s)
 
 
 def _run(fn, sc: Scenario, fail: bool) -> tuple[Any, Watch]:
@@ -110,16 +62,18 @@ def _hang_finding(obs, watch: Watch, sc: Scenario) -> Finding:
                        "times and work() never started: the code awaited the endless heartbeat "
                        "loop itself",
                        "`await heartbeat()` waits for the loop to end, and it never does. Start it "
-                       "with `asyncio.create_task(...)` instead, then `await work()`.")
+                       "with `asyncio.create_task(...)` instead, then `await work()`.",
+                       "awaits the endless loop")
     if watch.work_end is not None:
         return Finding("finishes", False,
                        f"work() finished after {watch.work_end:g} s, but run_with_heartbeat never "
                        "returned: it kept waiting for the heartbeat, which never ends by itself",
                        "Do not wait for the heartbeat to finish (gather, or `await task` without "
                        "cancelling it): cancel it with `task.cancel()` when the work is done, "
-                       "then await it.")
+                       "then await it.", "waits for the endless loop")
     return Finding("finishes", False, f"run_with_heartbeat did not finish: {obs.hang}",
-                   "Something waits forever: the heartbeat must stop when the work is done.")
+                   "Something waits forever: the heartbeat must stop when the work is done.",
+                   "waits forever")
 
 
 def _silences(beats: list[float], start: float, end: float) -> float:
@@ -131,25 +85,34 @@ def _silences(beats: list[float], start: float, end: float) -> float:
 
 def _stopped(report: Report, prop: str, watch: Watch, sc: Scenario) -> None:
     after = [b for b in watch.beats if b > (watch.returned_at or 0) + TOLERANCE_S]
+    stops_after_success = any(f.prop == "heartbeat stopped after the work" and f.passed
+                              for f in report.findings)
     if watch.left_running:
         more = (f"; beat() was called {len(after)} more times afterwards" if after else "")
         report.add(prop, False,
                    f"the heartbeat task was still running when run_with_heartbeat "
                    f"returned{more}",
+                   "You stop the heartbeat when the work succeeds, but a failing work() skips "
+                   "that code: move the cancel (and the await of the task) into a `finally:` "
+                   "block." if stops_after_success else
                    "Keep the task that create_task returns, and when the work is over (in a "
                    "`finally:` block, so that it also happens when the work fails) call "
-                   "`task.cancel()` and then await the task.")
+                   "`task.cancel()` and then await the task.",
+                   "no finally" if stops_after_success else "heartbeat never cancelled")
     elif watch.left_cancelling:
         report.add(prop, False,
                    "the heartbeat task was cancelled but not awaited: it had not finished "
                    "stopping when run_with_heartbeat returned",
                    "`task.cancel()` only asks the task to stop. Await the task afterwards "
-                   "(catching asyncio.CancelledError) so that it has really stopped.")
+                   "(catching asyncio.CancelledError) so that it has really stopped.",
+                   "cancelled but not awaited")
     else:
         report.add(prop, True, "no task was left running, no beat came after the return")
 
 
-def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
+@varied
+def check_run_with_heartbeat(fn, *, variant: str = "public",
+                             seed: int | None = None) -> Report:
     """Judge ``run_with_heartbeat(work, beat, interval_s)``.
 
     Properties: returns what ``work()`` returned, as soon as it returned; a
@@ -163,7 +126,7 @@ def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
 
     obs, watch = _run(fn, sc, fail=False)
     report.timeline = obs.timeline
@@ -175,7 +138,8 @@ def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
                    f"run_with_heartbeat raised {describe_error(obs.error)}: awaiting a task you "
                    "cancelled raises CancelledError in the code that awaits it",
                    "Wrap `await task` in try/except asyncio.CancelledError (CancelledError is "
-                   "not an Exception, so `except Exception` does not catch it).")
+                   "not an Exception, so `except Exception` does not catch it).",
+                   "cancellation not caught")
         return report
     early = basic_findings("run_with_heartbeat", obs)
     if watch.flood:  # the heartbeat spun without waiting; whatever else broke follows from it
@@ -184,7 +148,7 @@ def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
                    f"{watch.beats[-1] - watch.beats[0]:g} virtual s: the heartbeat loop never "
                    "really waits between beats",
                    "Between two beats, `await asyncio.sleep(interval_s)`: that lets the loop run "
-                   "the work meanwhile. time.sleep does not.")
+                   "the work meanwhile. time.sleep does not.", "never waits between beats")
         report.findings.extend(f for f in early if f.prop in ("never blocks the event loop",
                                                               "every coroutine awaited"))
         return report
@@ -204,11 +168,12 @@ def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
     report.add("returns the work's result", obs.result == expected,
                f"returned {expected!r}" if obs.result == expected else
                f"returned {obs.result!r}, expected {expected!r}",
-               "Return what `await work()` gave you.")
+               "Return what `await work()` gave you.", "wrong return value")
     ran = len(watch.work_calls)
     report.add("work runs once", ran == 1,
                "work() was called once" if ran == 1 else f"work() was called {ran} times",
-               "Call work() exactly once and await it (or its task).")
+               "Call work() exactly once and await it (or its task).",
+               "work started twice" if ran > 1 else "work never started")
     late = (watch.returned_at or 0) - (watch.work_end or 0)
     if watch.work_end is not None:
         report.add("returns when the work is done", late <= TOLERANCE_S,
@@ -216,7 +181,7 @@ def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
                    f"returned {late:g} s after work() had finished: it waited for the "
                    "heartbeat to wake up and notice",
                    "Stop the heartbeat with `task.cancel()`: that interrupts its sleep at once, "
-                   "instead of waiting for it to check a flag.")
+                   "instead of waiting for it to check a flag.", "stops late")
 
     # 2. The heartbeat beats while the work runs.
     start = watch.work_calls[0] if watch.work_calls else 0.0
@@ -237,10 +202,14 @@ def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
         ok = True
         msg = (f"beat() was called {len(during)} times during the {sc.work_s:g} s of work, "
                f"never more than {sc.interval_s:g} s apart")
+    diagnosis = ("" if ok else "heartbeat never beats" if not watch.beats else
+                 "heartbeat after the work" if not during else "heartbeat too slow")
     report.add("heartbeat runs during the work", ok, msg,
+               "The heartbeat must beat every interval_s: `await asyncio.sleep(interval_s)` "
+               "between two beats, no longer." if diagnosis == "heartbeat too slow" else
                "Start the heartbeat loop with `asyncio.create_task(...)` *before* awaiting "
                "work(); the loop does `await beat()` then `await asyncio.sleep(interval_s)`, "
-               "forever.")
+               "forever.", diagnosis)
 
     # 3. Stopped, and finished, when the work is done.
     _stopped(report, "heartbeat stopped after the work", watch, sc)
@@ -258,7 +227,8 @@ def check_run_with_heartbeat(fn, *, variant: str = "public") -> Report:
                "never learns that the work failed")
     report.add("the work's error reaches the caller", ok, msg,
                "Do not catch the work's exception; stop the heartbeat in a `finally:` block and "
-               "let the error go on.")
+               "let the error go on.",
+               "" if ok else "error replaced" if failing.error is not None else "error swallowed")
     _stopped(report, "heartbeat stopped when the work fails", f_watch, sc)
     if failing.blocking_calls or failing.never_awaited:
         for finding in basic_findings("run_with_heartbeat", replace(failing, error=None,

@@ -3,74 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from asynclab.checking import Report, observe, plural, require_coroutine_function
-from asynclab.checks._observed import basic_findings, closing_unstarted, describe_error
+from asynclab.checking import (Report, basic_findings, closing_unstarted, describe_error,
+                               hidden_rng, observe, plural, require_coroutine_function, varied)
+from asynclab.fakes import Gateway
 
 NOTEBOOK = "04_gather"
 TOLERANCE_S = 1e-4  # the services take tens of virtual milliseconds
 
 
-@dataclass
-class ServiceCall:
-    name: str
-    start: float
-    end: float | None = None
-    outcome: str = "running"  # "ok", "error", "cancelled" or "running"
-
-
-@dataclass
-class Gateway:
-    """Fake microservices: each takes its latency, then answers or raises its error."""
-
-    plan: dict[str, tuple[float, BaseException | None]]
-    calls: list[ServiceCall] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
-
-    @staticmethod
-    def answer_of(name: str) -> str:
-        return f"{name} data"
-
-    def service(self, name: str):
-        latency, error = self.plan[name]
-
-        async def call() -> str:
-            loop = asyncio.get_running_loop()
-            record = ServiceCall(name, loop.time())
-            self.calls.append(record)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
-                await asyncio.sleep(latency)
-            except asyncio.CancelledError:
-                record.outcome = "cancelled"
-                raise
-            finally:
-                record.end = loop.time()
-                self.in_flight -= 1
-            if error is not None:
-                record.outcome = "error"
-                raise error
-            record.outcome = "ok"
-            return self.answer_of(name)
-
-        call.__name__ = call.__qualname__ = name  # the timeline row and any warning name it
-        return call
-
-    def services(self) -> dict[str, Any]:
-        return {name: self.service(name) for name in self.plan}
-
-    def errors(self) -> list[BaseException]:
-        return [error for _, error in self.plan.values() if error is not None]
-
-    def calls_of(self, name: str) -> int:
-        return sum(1 for c in self.calls if c.name == name)
-
-
-def scenario(variant: str) -> dict[str, tuple[float, BaseException | None]]:
+def scenario(variant: str, seed: int | None = None) -> dict[str, tuple[float, BaseException | None]]:
     """Fresh exception objects on every call: a check must not share them between runs."""
     if variant == "public":
         return {
@@ -80,16 +24,21 @@ def scenario(variant: str) -> dict[str, tuple[float, BaseException | None]]:
             "pricing": (0.050, None),
             "stock": (0.060, TimeoutError("stock: no answer within 60 ms")),
         }
-    return {
-        "search": (0.110, None),
-        "ads": (0.015, ValueError("ads: malformed reply")),
-        "session": (0.040, None),
-        "reviews": (0.090, ConnectionError("reviews: connection reset")),
-        "images": (0.070, None),
-        "tax": (0.025, None),
-        "shipping": (0.130, TimeoutError("shipping: no answer within 130 ms")),
-        "loyalty": (0.055, None),
-    }
+    # Hidden, drawn from the seed: 6 to 8 services, three of them failing (one with an
+    # error that is neither a ConnectionError nor a TimeoutError), all latencies different.
+    rng = hidden_rng(variant, seed)
+    names = rng.sample(["search", "ads", "session", "reviews", "images", "tax", "shipping",
+                        "loyalty", "weather", "news"], rng.randint(6, 8))
+    latencies = rng.sample(range(10, 140, 5), len(names))
+    kinds = [None] * (len(names) - 3) + ["value", "conn", "timeout"]
+    rng.shuffle(kinds)
+    plan: dict[str, tuple[float, BaseException | None]] = {}
+    for name, ms, kind in zip(names, latencies, kinds):
+        error = {None: None, "value": ValueError(f"{name}: malformed reply"),
+                 "conn": ConnectionError(f"{name}: connection reset"),
+                 "timeout": TimeoutError(f"{name}: no answer within {ms} ms")}[kind]
+        plan[name] = (ms / 1000, error)
+    return plan
 
 
 def _ms(seconds: float) -> str:
@@ -103,7 +52,9 @@ def _what(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_call_all_services(fn, *, variant: str = "public") -> Report:
+@varied
+def check_call_all_services(fn, *, variant: str = "public",
+                            seed: int | None = None) -> Report:
     """Judge ``call_all_services(services) -> (results, errors)``.
 
     Properties: every service called once, all at the same time (the fan-out
@@ -117,7 +68,7 @@ def check_call_all_services(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    gateway = Gateway(scenario(variant))
+    gateway = Gateway(scenario(variant, seed))
     services = gateway.services()
     obs = observe(lambda: closing_unstarted(lambda: fn(services)), name="call_all_services",
                   namespaces=(getattr(fn, "__globals__", {}),), max_virtual_s=60.0)
@@ -133,13 +84,17 @@ def check_call_all_services(fn, *, variant: str = "public") -> Report:
         answers = sum(1 for _, error in gateway.plan.values() if error is None)
         kind = (f"{type(raised).__name__} ({plural(len(raised.exceptions), 'sub-exception')})"
                 if isinstance(raised, BaseExceptionGroup) else describe_error(raised))
+        group = isinstance(raised, BaseExceptionGroup)
         report.add("a failure does not lose the successes", False,
                    f"call_all_services raised {kind}: one failing service cost the caller all "
                    f"{answers} answers of the others",
-                   "Collect failures instead of letting the first one escape: "
-                   "`asyncio.gather(..., return_exceptions=True)` puts each exception in the "
-                   "results list, in its service's position. (A TaskGroup is the opposite tool: "
-                   "it cancels everything when one task fails.)")
+                   "A TaskGroup is the opposite tool here: it cancels everything when one task "
+                   "fails. `asyncio.gather(..., return_exceptions=True)` puts each exception in "
+                   "the results list instead, in its service's position." if group else
+                   "Collect failures instead of letting one escape: "
+                   "`asyncio.gather(..., return_exceptions=True)` puts every exception, whatever "
+                   "its type, in the results list, in its service's position.",
+                   "taskgroup cancels all" if group else "first failure escapes")
         findings = basic_findings("call_all_services", _without_error(obs))
         report.findings.extend(f for f in findings if not f.passed)
         return report
@@ -157,7 +112,7 @@ def check_call_all_services(fn, *, variant: str = "public") -> Report:
             return report  # e.g. a forgotten await: that finding says it all
         report.add("returns (results, errors)", False,
                    f"it returned {_what(result)}, not a pair of dicts",
-                   "Return two dicts: `return results, errors`.")
+                   "Return two dicts: `return results, errors`.", "not a pair of dicts")
         return report
     results, errors = result
 
@@ -196,12 +151,17 @@ def check_call_all_services(fn, *, variant: str = "public") -> Report:
         ok, msg = False, f"results has keys of services that failed or do not exist: {extra}"
     else:
         ok, msg = True, f"the {len(ok_names)} answers, each under its service's name"
+    diagnosis = ("" if ok else "results under the wrong names" if misfiled else
+                 "failures left in results" if exceptions_in_results else
+                 "answers missing" if missing else "wrong results" if wrong else "extra keys")
     report.add("successes under their names", ok, msg,
                "gather returns results in the order of its arguments: zip them with the "
                "names in that same order (as_completed gives completion order, and wait "
                "gives unordered sets)." if misfiled else
+               "An exception in gather's results is a failure: put it in errors (as its "
+               "message), not in results." if exceptions_in_results else
                "Put each service's answer in results, keyed by the service's name, and only "
-               "the answers.")
+               "the answers.", diagnosis)
 
     # 2. Failures as messages.
     misfiled_errors = [n for n, v in errors.items() if isinstance(v, str)
@@ -229,9 +189,14 @@ def check_call_all_services(fn, *, variant: str = "public") -> Report:
         ok, msg = False, f"errors has keys of services that did not fail: {extra_errors}"
     else:
         ok, msg = True, f"the {len(failed_names)} failures, each with its message"
+    diagnosis = ("" if ok else "errors under the wrong names" if misfiled_errors else
+                 "failures missing" if missing_errors else
+                 "exception objects instead of messages" if objects else
+                 "wrong messages" if wrong_text else "extra keys")
     report.add("failures as messages", ok, msg,
+               "Store the message, `str(error)`, not the exception object." if objects else
                "For each result that is an exception, store `str(result)` under the service's "
-               "name in errors.")
+               "name in errors.", diagnosis)
 
     # 3. Concurrency.
     n = len(plan)
@@ -245,7 +210,8 @@ def check_call_all_services(fn, *, variant: str = "public") -> Report:
                f"call(s) in flight; together they take {_ms(slowest)} (one at a time: "
                f"{_ms(one_by_one)})",
                "Awaiting each call in a loop runs them one after another. Create all the "
-               "coroutines first and await them together: `await asyncio.gather(...)`.")
+               "coroutines first and await them together: `await asyncio.gather(...)`.",
+               "one after another" if gateway.max_in_flight <= 1 else "partly one after another")
 
     # 4. Each service once.
     counts = {name: gateway.calls_of(name) for name in plan}
@@ -254,7 +220,8 @@ def check_call_all_services(fn, *, variant: str = "public") -> Report:
                "every service was called exactly once" if not odd else
                ", ".join(f"{name} was called {c} times" for name, c in odd.items()),
                "Call each service function once; keep what gather gives back instead of "
-               "calling again.")
+               "calling again.",
+               "service called twice" if any(c > 1 for c in odd.values()) else "service never called")
     return report
 
 

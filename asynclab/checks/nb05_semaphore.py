@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import heapq
-import random
 from dataclasses import dataclass
+from typing import Any
 
-from asynclab.checking import Report, common_findings, observe, plural, require_coroutine_function
+from asynclab.checking import (Report, common_findings, hidden_rng, observe, plural,
+                               require_coroutine_function, varied)
 from asynclab.fakes import FakeService
 
 NOTEBOOK = "05_semaphore"
@@ -42,20 +43,24 @@ def best_makespan(durations: list[float], slots: int) -> float:
     return end
 
 
-def scenario(variant: str) -> FetchScenario:
+def scenario(variant: str, seed: int | None = None) -> FetchScenario:
     if variant == "public":
         latencies = [1.0, 2.5, 0.5, 100.0, 1.5, 3.0, 0.8, 2.0, 100.0, 1.2, 0.7, 4.9]
         return FetchScenario({f"https://example.test/item/{i}": t for i, t in enumerate(latencies)},
                              max_concurrent=4, timeout_s=5.0)
-    rng = random.Random(2024)
-    latencies = [round(rng.uniform(0.1, 3.0), 3) for _ in range(30)]
-    for i in (4, 17, 25):
+    # Hidden, drawn from the seed: more URLs than slots, a few slower than the timeout.
+    rng = hidden_rng(variant, seed)
+    count, limit = rng.randint(20, 32), rng.randint(3, 8)
+    latencies = [round(rng.uniform(0.1, 3.0), 3) for _ in range(count)]
+    for i in rng.sample(range(count), rng.randint(2, 4)):
         latencies[i] = 50.0
     return FetchScenario({f"https://hidden.test/r/{i}": t for i, t in enumerate(latencies)},
-                         max_concurrent=7, timeout_s=4.0)
+                         max_concurrent=limit, timeout_s=rng.choice([3.5, 4.0, 4.5]))
 
 
-def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
+@varied
+def check_fetch_all_urls(fn, *, variant: str = "public",
+                         seed: int | None = None) -> Report:
     """Judge ``fetch_all_urls(urls, fetch, max_concurrent, timeout_s)``.
 
     Properties: every URL in the result with the right value, ``None`` exactly
@@ -69,7 +74,7 @@ def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     service = FakeService(sc.latency_s)
     obs = observe(lambda: fn(sc.urls, service.fetch, max_concurrent=sc.max_concurrent,
                              timeout_s=sc.timeout_s),
@@ -87,7 +92,7 @@ def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
     # 1. The shape of the result.
     if not isinstance(result, dict):
         report.add("returns a dict", False, f"it returned {type(result).__name__}, not a dict.",
-                   "Return a dict that maps each URL to its result (or None).")
+                   "Return a dict that maps each URL to its result (or None).", "not a dict")
         return report
     missing = [u for u in sc.urls if u not in result]
     extra = [k for k in result if k not in sc.latency_s]
@@ -95,7 +100,8 @@ def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
                f"all {n} URLs are keys of the result" if not missing and not extra else
                f"{len(missing)} URL(s) missing (first: {missing[0] if missing else '-'}), "
                f"{len(extra)} unexpected key(s)",
-               "Store a result for every URL, None included, keyed by the URL itself.")
+               "Store a result for every URL, None included, keyed by the URL itself.",
+               "urls missing")
 
     # 2. Values: data for fast URLs, None for the slow ones.
     wrong = [u for u in sc.urls if u in result and u not in slow
@@ -108,12 +114,14 @@ def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
                     f"-> {shown(result[wrong[0]])}",
                "Is your timeout also counting the time a fetch waits for the semaphore? Start the "
                "timeout inside `async with sem:`." if queued_timeouts else
-               "Store exactly what `await fetch(url)` returned.")
+               "Store exactly what `await fetch(url)` returned.",
+               "timeout counts the queue" if queued_timeouts else "wrong results")
     not_none = [u for u in slow if u in result and result[u] is not None]
     report.add("None for URLs that time out", not not_none,
                f"the {len(slow)} URLs slower than {sc.timeout_s:g} s map to None" if not not_none
                else f"{len(not_none)} URL(s) slower than the timeout do not map to None",
-               "Catch TimeoutError around the fetch and store None for that URL.")
+               "Catch TimeoutError around the fetch and store None for that URL.",
+               "timeouts not turned into None")
 
     # 3. The limit.
     peak = service.max_in_flight
@@ -121,7 +129,10 @@ def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
                f"at most {plural(peak, 'fetch')} in flight at once (limit {limit})" if peak <= limit
                else f"{peak} fetches were in flight at once; the limit is {limit}",
                "Create one asyncio.Semaphore(max_concurrent) and do every fetch inside "
-               "`async with sem:`.")
+               "`async with sem:`." if peak >= n else
+               "Use one asyncio.Semaphore(max_concurrent) shared by every fetch: a semaphore "
+               "created per fetch, or released too early, does not hold the others back.",
+               "limit never applied" if peak >= n else "limit exceeded")
 
     # 4. Concurrency: uses the limit fully and finishes when a semaphore would.
     best = best_makespan([sc.effective_s(u) for u in sc.urls], limit)
@@ -135,7 +146,8 @@ def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
                "Fetches seem to run one after another. Start them all (gather or a TaskGroup) "
                "and let the semaphore hold back the extra ones." if peak <= 1 else
                "A slot stays idle while fetches are waiting: start the next fetch as soon as any "
-               "one finishes (a semaphore does this), not when a whole batch is done.")
+               "one finishes (a semaphore does this), not when a whole batch is done.",
+               "one after another" if peak <= 1 else "in batches")
 
     # 5. Timeouts: each slow fetch cancelled when its own timeout expires.
     late = []
@@ -156,9 +168,25 @@ def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
             msg = f"{url} was cancelled after {call.duration:.2f} s, not after {sc.timeout_s:g} s"
         else:
             msg = f"{url} was still running when fetch_all_urls returned"
+    if not late:
+        diagnosis = ""
+    elif late[0][1] is None:
+        diagnosis = "url never fetched"
+    elif late[0][1].outcome == "ok":
+        diagnosis = "no timeout"
+    elif late[0][1].outcome == "cancelled":
+        diagnosis = "one timeout for everything" if late[0][1].duration > sc.timeout_s \
+            else "timeout counts the queue"
+    else:
+        diagnosis = "fetch left running"
     report.add("per-URL timeout applied", not late, msg,
+               "One timeout around the whole batch cuts every fetch at the same moment: put "
+               "`async with asyncio.timeout(timeout_s):` around each single `await fetch(url)`."
+               if diagnosis == "one timeout for everything" else
+               "Start the timeout inside `async with sem:`, so that waiting for a slot does not "
+               "count against it." if diagnosis == "timeout counts the queue" else
                "Wrap each `await fetch(url)` in `async with asyncio.timeout(timeout_s):` "
-               "(inside the semaphore), so that each URL gets its own timeout.")
+               "(inside the semaphore), so that each URL gets its own timeout.", diagnosis)
 
     # 6. No duplicate fetches.
     counts = {u: len(service.calls_for(u)) for u in sc.urls}
@@ -166,8 +194,42 @@ def check_fetch_all_urls(fn, *, variant: str = "public") -> Report:
     report.add("each URL fetched once", not dupes,
                "every URL was fetched exactly once" if not dupes else
                f"{dupes[0]} was fetched {counts[dupes[0]]} times",
-               "Start one fetch per URL; do not retry here.")
+               "Start one fetch per URL; do not retry here.", "url fetched twice")
+    if report.passed:
+        _judge_fewer_urls_than_slots(report, fn, sc)
     return report
+
+
+def _judge_fewer_urls_than_slots(report: Report, fn: Any, sc: FetchScenario) -> None:
+    """Fewer URLs than slots (and not a multiple of them): every URL still fetched, at once.
+
+    Code that splits the URLs evenly between ``max_concurrent`` workers, or starts
+    exactly ``max_concurrent`` workers that each expect a URL, only shows here.
+    """
+    urls = sc.urls[:max(1, sc.max_concurrent - 2)]
+    few = {url: min(sc.latency_s[url], sc.timeout_s / 2) for url in urls}
+    service = FakeService(few)
+    obs = observe(lambda: fn(list(urls), service.fetch, max_concurrent=sc.max_concurrent,
+                             timeout_s=sc.timeout_s),
+                  name="fetch_all_urls", namespaces=(getattr(fn, "__globals__", {}),))
+    prop = "every URL in the result"  # judged here again, with few URLs; replaced if it fails
+    expected = {url: service.result_for(url) for url in urls}
+    if obs.hang is not None or obs.error is not None:
+        problem = next((f.message for f in common_findings("fetch_all_urls", obs)
+                        if not f.passed), "it did not finish")
+        report.add(prop, False, f"with {len(urls)} URLs and {sc.max_concurrent} slots: {problem}",
+                   "Start one fetch per URL, whatever their number; the semaphore only caps "
+                   "how many run at once.", "assumes more urls than slots")
+    elif obs.result != expected:
+        report.add(prop, False, f"with {len(urls)} URLs and {sc.max_concurrent} slots it "
+                   f"returned {repr(obs.result)[:100]}, expected the data of all {len(urls)}",
+                   "Start one fetch per URL, whatever their number; splitting the URLs between "
+                   "max_concurrent workers loses some when they do not divide evenly.",
+                   "assumes more urls than slots")
+    else:
+        return
+    failed = report.findings.pop()
+    report.findings[:] = [failed if f.prop == prop else f for f in report.findings]
 
 
 EXERCISES = {"fetch_all_urls": check_fetch_all_urls}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from asynclab.checking import Report, observe, plural, require_coroutine_function
-from asynclab.checks._findings import Ending, add_new, ending_of, safe_findings, seconds, short_repr
-from asynclab.timeline import traced
+from asynclab.checking import (Ending, Report, add_new, ending_of, hidden_rng, observe, plural,
+                               require_coroutine_function, safe_findings, seconds, short_repr,
+                               varied)
+from asynclab.fakes import StepRun, Steps
 
 NOTEBOOK = "06_timeouts"
 TOLERANCE_S = 1e-3  # virtual time is exact; this only absorbs float rounding
@@ -15,61 +16,6 @@ TOLERANCE_S = 1e-3  # virtual time is exact; this only absorbs float rounding
 # from the virtual clock by the real time the check takes: far less than this.
 PER_STEP_SLACK_S = 0.5
 FITS_START_S = 50.0  # the "enough budget" run starts late, so a budget counted from 0 shows
-
-
-@dataclass
-class StepRun:
-    """One run of one step, on the loop's clock."""
-
-    name: str
-    start: float
-    end: float | None = None
-    outcome: str = "running"  # "ok", "cancelled", "error" or "running"
-
-
-@dataclass
-class Steps:
-    """Coroutine functions that wait a set time, record when they ran, and return a string."""
-
-    seconds: dict[str, float]
-    runs: list[StepRun] = field(default_factory=list)
-
-    @staticmethod
-    def result_for(name: str) -> str:
-        return f"{name} done"
-
-    def step(self, name: str):
-        async def work() -> str:
-            loop = asyncio.get_running_loop()
-            run = StepRun(name, loop.time())
-            self.runs.append(run)
-            try:
-                await asyncio.sleep(self.seconds[name])
-            except asyncio.CancelledError:
-                run.outcome = "cancelled"
-                raise
-            except BaseException:
-                run.outcome = "error"
-                raise
-            finally:
-                run.end = loop.time()
-            run.outcome = "ok"
-            return self.result_for(name)
-
-        async def step() -> str:
-            return await traced(work(), name=name)  # its own timeline row
-
-        step.__name__ = step.__qualname__ = name
-        return step
-
-    def functions(self) -> list:
-        return [self.step(name) for name in self.seconds]
-
-    def running(self) -> list[str]:
-        return [r.name for r in self.runs if r.outcome == "running"]
-
-    def look(self) -> dict:
-        return {"running": self.running()}
 
 
 @dataclass(frozen=True)
@@ -99,14 +45,24 @@ class PipelineScenario:
         raise KeyError(name)
 
 
-def scenario(variant: str) -> PipelineScenario:
+def scenario(variant: str, seed: int | None = None) -> PipelineScenario:
     if variant == "public":
         names = ["log_in", "load_cart", "price_items", "reserve_stock", "send_receipt"]
         return PipelineScenario(dict(zip(names, [1.0, 2.0, 1.5, 30.0, 1.0])), 8.0,
                                 dict(zip(names, [1.0, 2.0, 1.5, 2.5, 1.0])), 10.0, 2.0)
-    names = ["connect", "authenticate", "query", "aggregate", "export", "notify"]
-    return PipelineScenario(dict(zip(names, [0.5, 0.7, 2.0, 1.2, 40.0, 0.3])), 5.0,
-                            dict(zip(names, [0.5, 0.7, 2.0, 1.2, 0.9, 0.3])), 6.0, 3.0)
+    # Hidden, drawn from the seed: one step far too long, which the budget cuts while it
+    # runs (never at a step boundary); the same steps, quick, within a larger budget; the
+    # caller cancels in the middle of the second step.
+    rng = hidden_rng(variant, seed)
+    names = rng.sample(["connect", "authenticate", "query", "aggregate", "export", "notify",
+                        "archive"], rng.randint(5, 6))
+    quick = [rng.choice([0.25, 0.5, 0.75, 1.0, 1.5, 2.0]) for _ in names]
+    cut = rng.randint(2, len(names) - 2)
+    overrun = list(quick)
+    overrun[cut] = rng.choice([30.0, 40.0])
+    deadline = sum(quick[:cut]) + rng.choice([0.25, 0.75, 1.25])
+    return PipelineScenario(dict(zip(names, overrun)), deadline, dict(zip(names, quick)),
+                            sum(quick) + rng.choice([1.0, 2.0]), quick[0] + quick[1] / 2)
 
 
 def _overlap(runs: list[StepRun], t0: float = 0.0) -> str | None:
@@ -133,7 +89,9 @@ def _order_problem(runs: list[StepRun], names: list[str]) -> str | None:
     return None
 
 
-def check_run_pipeline(fn, *, variant: str = "public") -> Report:
+@varied
+def check_run_pipeline(fn, *, variant: str = "public",
+                       seed: int | None = None) -> Report:
     """Judge ``run_pipeline(steps, deadline_s)``.
 
     Three runs on virtual time: one whose steps fit in the budget (it must return
@@ -147,7 +105,7 @@ def check_run_pipeline(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     namespaces = (getattr(fn, "__globals__", {}),)
 
     # The run that runs out of budget: its timeline is the one the learner sees.
@@ -205,7 +163,8 @@ def _judge_fits(report: Report, sc: PipelineScenario, fits: Steps, ending: Endin
     if ending is None or problems:
         failure = next((f for f in problems if not f.passed), None)
         report.add(prop, False, f"{budget}: {failure.message if failure else 'no result'}",
-                   failure.hint if failure else hint)
+                   failure.hint if failure else hint,
+                   (failure.diagnosis if failure else "") or "fails with enough budget")
         return
     got = ending.value
     if got == expected or (isinstance(got, tuple) and list(got) == expected):
@@ -215,7 +174,8 @@ def _judge_fits(report: Report, sc: PipelineScenario, fits: Steps, ending: Endin
                    f"{budget}, it returned all {len(names)} results in order" if on_time else
                    f"{budget}, it returned all {len(names)} results, but only after "
                    f"{took:.1f} virtual s instead of {seconds(total)}",
-                   "Return as soon as the last step is done; do not wait for the deadline.")
+                   "Return as soon as the last step is done; do not wait for the deadline.",
+                   "waits for the deadline")
         return
     if ending.how == "returned" and isinstance(got, list) and len(got) < len(expected) \
             and fits.running() == [] and ending.at - FITS_START_S < total - TOLERANCE_S:
@@ -223,9 +183,11 @@ def _judge_fits(report: Report, sc: PipelineScenario, fits: Steps, ending: Endin
                    f"{ending.at - FITS_START_S:.1f} s after it was called",
                    "Count the budget from the moment run_pipeline is called: "
                    "`asyncio.timeout(deadline_s)` takes a duration; `asyncio.timeout_at()` takes a "
-                   "point in time on the loop's clock, `loop.time() + deadline_s`.")
+                   "point in time on the loop's clock, `loop.time() + deadline_s`.",
+                   "deadline measured from the wrong moment")
         return
-    report.add(prop, False, f"{budget}, it returned {short_repr(got)}, not {expected}", hint)
+    report.add(prop, False, f"{budget}, it returned {short_repr(got)}, not {expected}", hint,
+               "wrong results")
 
 
 def _judge_order(report: Report, sc: PipelineScenario, over: Steps, fits: Steps) -> None:
@@ -238,7 +200,8 @@ def _judge_order(report: Report, sc: PipelineScenario, over: Steps, fits: Steps)
                "each step started after the previous one had finished" if problem is None
                else problem,
                "The steps depend on each other: await each one before starting the next, "
-               "`for step in steps: results.append(await step())`, with no gather or tasks.")
+               "`for step in steps: results.append(await step())`, with no gather or tasks.",
+               "steps overlap")
 
 
 def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: Ending) -> None:
@@ -252,10 +215,12 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
     # 1. Stops when the budget runs out.
     took = ending.at
     stopped_on_time = abs(took - deadline) <= TOLERANCE_S
+    diagnosis = ""
     if stopped_on_time:
         msg = f"it stopped after {seconds(deadline)}, when {budget} ran out"
         hint = ""
     elif took < deadline:
+        diagnosis = "stops too early"
         msg = f"it stopped after {took:.1f} virtual s, before {budget} ran out"
         hint = "Let the running step use all of the budget that is left; stop only at the deadline."
     else:
@@ -274,16 +239,20 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
             hint = ("Let CancelledError through: catching it (or BaseException, or using a bare "
                     "`except:`) around a step stops the timeout from ending the pipeline. Catch "
                     "TimeoutError once, outside the `async with asyncio.timeout(...)` block.")
+            diagnosis = "swallowed cancellation"
         elif per_step:
+            diagnosis = "a timeout per step"
             msg = (f"it ran for {took:.1f} virtual s, past {budget}: {cut} was cancelled "
                    f"{seconds(deadline)} after it started, at {seconds(cut_start + deadline)}, "
                    "so each step had a timeout of its own")
         elif cut_run is not None and cut_run.outcome == "ok":
             msg = (f"it ran for {took:.1f} virtual s, past {budget}: {cut} takes "
                    f"{seconds(sc.overrun[cut])} and nothing stopped it (no timeout)")
+            diagnosis = "no timeout"
         else:
             msg = f"it ran for {took:.1f} virtual s, past {budget}"
-    report.add("stops when the budget runs out", stopped_on_time, msg, hint)
+            diagnosis = "deadline measured late"
+    report.add("stops when the budget runs out", stopped_on_time, msg, hint, diagnosis)
 
     # 2. The step that was running at the deadline is cancelled, and has ended when we return.
     if cut_run is None:
@@ -303,10 +272,13 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
                           f"out at {seconds(deadline)}")
     else:
         ok, msg = False, f"{cut} ended with outcome {cut_run.outcome!r}"
+    diagnosis = ("" if ok else "step never started" if cut_run is None else
+                 "step left running" if cut in ending.seen.get("running", []) else
+                 "step never cancelled" if cut_run.outcome == "ok" else "cancelled late")
     report.add("the running step is cancelled", ok, msg,
                "asyncio.timeout and asyncio.wait_for cancel the step they guard and wait for it "
                "to end; asyncio.wait(..., timeout=...) and asyncio.shield do not. If you made a "
-               "task, cancel it and await it before you return.")
+               "task, cancel it and await it before you return.", diagnosis)
 
     # 3. Nothing starts after the budget ran out.
     late = [r for r in over.runs if r.start >= deadline - TOLERANCE_S]
@@ -317,7 +289,7 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
                "Stop when the budget runs out. Catching CancelledError (or BaseException, or a "
                "bare `except:`) around a step swallows the timeout's cancellation and the loop "
                "goes on; catch TimeoutError once, outside the `async with asyncio.timeout(...)` "
-               "block.")
+               "block.", "swallowed cancellation")
 
     # 4. What it returns: the results completed in time.
     expected = [Steps.result_for(n) for n in done_names]
@@ -333,7 +305,9 @@ def _judge_overrun(report: Report, sc: PipelineScenario, over: Steps, ending: En
                if ok else f"it returned {short_repr(got)}; the steps completed in time give {expected}")
         hint = ("Append each step's result as soon as it is done, and return that list when the "
                 "budget runs out.")
-    report.add("returns the results completed in time", ok, msg, hint)
+    report.add("returns the results completed in time", ok, msg, hint,
+               "" if ok else "raises instead of returning" if ending.how == "raised"
+               and isinstance(ending.error, TimeoutError) else "wrong results")
 
 
 def _judge_caller_cancel(report: Report, sc: PipelineScenario, steps: Steps,
@@ -347,7 +321,8 @@ def _judge_caller_cancel(report: Report, sc: PipelineScenario, steps: Steps,
         failure = next((f for f in safe_findings("run_pipeline", replace(obs, result=None))
                         if not f.passed), None)
         report.add(prop, False, f"when its caller cancelled it at {at}: "
-                   f"{failure.message if failure else 'it did not end'}", hint)
+                   f"{failure.message if failure else 'it did not end'}", hint,
+                   "swallowed cancellation")
         return
     late = [r for r in steps.runs if r.start > sc.cancel_at_s + TOLERANCE_S]
     if ending.how == "cancelled" and not late:
@@ -355,15 +330,15 @@ def _judge_caller_cancel(report: Report, sc: PipelineScenario, steps: Steps,
                    "CancelledError through")
     elif late:
         report.add(prop, False, f"cancelled by its caller at {at}, it went on: {late[0].name} "
-                   f"started at {seconds(late[0].start)}", hint)
+                   f"started at {seconds(late[0].start)}", hint, "swallowed cancellation")
     elif ending.how == "returned":
         report.add(prop, False, f"cancelled by its caller at {at}, it returned {short_repr(ending.value)} "
                    "instead of letting CancelledError through: the cancellation was swallowed",
-                   hint)
+                   hint, "swallowed cancellation")
     else:
         error = type(ending.error).__name__ if ending.error else ending.how
         report.add(prop, False, f"cancelled by its caller at {at}, it raised {error} instead of "
-                   "letting CancelledError through", hint)
+                   "letting CancelledError through", hint, "cancellation replaced")
 
 
 EXERCISES = {"run_pipeline": check_run_pipeline}

@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from asynclab.blocking import blocking
-from asynclab.checking import Report, common_findings, observe, plural, require_coroutine_function
-from asynclab.checks._findings import add_new, describe_error, seconds, short_repr
+from asynclab.checking import (hidden_rng, Report, add_new, common_findings, describe_error, observe, plural,
+                               require_coroutine_function, seconds, short_repr, varied)
+from asynclab.fakes import BARRIER_WAIT_S, LegacyDirectory, JobFailed, Job
 
 NOTEBOOK = "08_pitfalls"
-# Real seconds a lookup waits for the others. A correct solution never waits it out (all
-# lookups meet at once); a sequential one waits it out once, then the barrier is broken
-# and every later lookup returns at once.
-BARRIER_WAIT_S = 1.0
 
 
 def _shown(value: Any) -> str:
@@ -36,45 +32,9 @@ def _shown(value: Any) -> str:
     return re.sub(r" at 0x[0-9a-fA-F]+", "", short_repr(value))
 
 
-def _on_event_loop_thread() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-class LegacyDirectory:
-    """A blocking, thread-safe lookup: ``lookup(key)`` returns ``"value of <key>"``."""
-
-    def __init__(self, parties: int) -> None:
-        self.barrier = threading.Barrier(parties)
-        self.calls: list[str] = []
-        self.overlapped = True
-        self.on_loop = 0
-        self._lock = threading.Lock()
-
-        def legacy_lookup(key: str) -> str:
-            """Look ``key`` up in the old directory; blocks its thread until the answer comes."""
-            return self._lookup(key)
-
-        self.lookup = blocking(legacy_lookup)
-
-    def _lookup(self, key: str) -> str:
-        with self._lock:
-            self.calls.append(key)
-        if _on_event_loop_thread():  # recorded by @blocking; never wait on the loop's thread
-            self.on_loop += 1
-            self.overlapped = False
-            return f"value of {key}"
-        try:
-            self.barrier.wait(timeout=BARRIER_WAIT_S)
-        except threading.BrokenBarrierError:
-            self.overlapped = False
-        return f"value of {key}"
-
-
-def check_lookup_all(fn, *, variant: str = "public") -> Report:
+@varied
+def check_lookup_all(fn, *, variant: str = "public",
+                     seed: int | None = None) -> Report:
     """Judge ``lookup_all(keys, legacy_lookup)``.
 
     Properties: the values in key order; the blocking function never called
@@ -86,30 +46,53 @@ def check_lookup_all(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    keys = ["ada", "alan", "grace", "linus"] if variant == "public" else ["k1", "k2", "k3"]
+    if variant == "public":
+        keys = ["ada", "alan", "grace", "linus"]
+    else:  # hidden: 3 to 6 keys drawn from the seed
+        rng = hidden_rng(variant, seed)
+        keys = [f"user-{n}" for n in rng.sample(range(100, 1000), rng.randint(3, 6))]
     directory = LegacyDirectory(len(keys))
-    obs = observe(lambda: fn(list(keys), directory.lookup), name="lookup_all",
+
+    async def call() -> Any:
+        directory.loop = asyncio.get_running_loop()
+        return await fn(list(keys), directory.lookup)
+
+    obs = observe(call, name="lookup_all",
                   namespaces=(getattr(fn, "__globals__", {}),), wall_limit_s=BARRIER_WAIT_S * 4)
     # No timeline in this report: the lookups wait in threads, in real time, while the virtual
     # clock stands still, so every row would be zero seconds wide.
     report.findings.extend(common_findings("lookup_all", obs))
+    if directory.loop_held and not obs.blocking_calls and obs.hang is None:
+        report.add("never blocks the event loop", False,
+                   "the lookups ran in threads, but the event loop's thread sat waiting for "
+                   "them: no other task could run meanwhile",
+                   "Waiting for a thread's result with `future.result()` or `executor.map(...)` "
+                   "freezes the loop; await it instead: `await asyncio.to_thread(...)` or "
+                   "`await loop.run_in_executor(...)`, gathered.", "blocked the loop")
     if obs.hang is not None or obs.error is not None or any(not f.passed and "await" in f.prop
                                                             for f in report.findings):
         return report  # nothing ran, or the result is un-awaited coroutines: nothing to judge
     expected = [f"value of {k}" for k in keys]
     got = list(obs.result) if isinstance(obs.result, (list, tuple)) else obs.result
+    in_other_order = (isinstance(got, list) and got != expected
+                      and sorted(map(str, got)) == sorted(expected))
     report.add("values in key order", got == expected,
                f"returned the {len(keys)} values in key order" if got == expected else
                f"returned {_shown(got)}, expected {expected}",
+               "Your values are right but not in the order of the keys: collect them in key "
+               "order (asyncio.gather keeps it; a set or as_completed does not)."
+               if in_other_order else
                "Return a list with one value per key, in the order of the keys "
-               "(asyncio.gather keeps that order).")
+               "(asyncio.gather keeps that order).",
+               "results out of order" if in_other_order else "wrong results")
     once = sorted(directory.calls) == sorted(keys)
     twice = sorted({k for k in directory.calls if directory.calls.count(k) > 1})
     report.add("each key looked up once", once,
                "each key was looked up exactly once" if once else
                f"{plural(len(directory.calls), 'lookup')} for {plural(len(keys), 'key')}"
                + (f" ({twice[0]!r} more than once)" if twice else ""),
-               "Call legacy_lookup once per key.")
+               "Call legacy_lookup once per key.",
+               "looked up twice" if twice else "key never looked up")
     if directory.on_loop == 0 and once:
         report.add("lookups run at the same time", directory.overlapped,
                    f"all {len(keys)} lookups ran at the same time, in worker threads"
@@ -118,32 +101,8 @@ def check_lookup_all(fn, *, variant: str = "public") -> Report:
                    "(one after another?)",
                    "Create every `asyncio.to_thread(legacy_lookup, key)` first, then await them "
                    "together with asyncio.gather; awaiting each one in a loop runs them one "
-                   "after another.")
+                   "after another.", "one after another")
     return report
-
-
-class JobFailed(Exception):
-    """The error the failing job raises; it must reach the caller unchanged."""
-
-
-class Job:
-    """A job that takes ``duration_s`` (and fails if told to) and a cleanup that must run."""
-
-    def __init__(self, duration_s: float, cleanup_s: float, fail: bool = False) -> None:
-        self.duration_s = duration_s
-        self.cleanup_s = cleanup_s
-        self.fail = fail
-        self.cleanups = 0
-
-    async def run(self) -> str:
-        await asyncio.sleep(self.duration_s)
-        if self.fail:
-            raise JobFailed("the disk is full")
-        return f"job done in {self.duration_s:g} s"
-
-    async def cleanup(self) -> None:
-        await asyncio.sleep(self.cleanup_s)  # closing a connection takes a moment
-        self.cleanups += 1
 
 
 @dataclass
@@ -164,10 +123,13 @@ class GuardScenario:
     cancel_at_s: float
 
 
-def guard_scenario(variant: str) -> GuardScenario:
+def guard_scenario(variant: str, seed: int | None = None) -> GuardScenario:
     if variant == "public":
         return GuardScenario(job_s=3.0, cleanup_s=0.1, cancel_at_s=1.0)
-    return GuardScenario(job_s=4.5, cleanup_s=0.25, cancel_at_s=2.5)
+    rng = hidden_rng(variant, seed)  # the caller cancels while the job runs
+    job_s = rng.choice([2.5, 3.5, 4.5, 6.0])
+    return GuardScenario(job_s=job_s, cleanup_s=rng.choice([0.05, 0.25, 0.5]),
+                         cancel_at_s=round(rng.uniform(0.5, job_s - 0.5), 2))
 
 
 def _cleanups(n: int) -> str:
@@ -178,7 +140,9 @@ CANCEL_HINT = ("Put `await cleanup()` in a `finally:` block; it runs on success,
                "cancellation. If you catch asyncio.CancelledError, end the handler with `raise`.")
 
 
-def check_guarded_work(fn, *, variant: str = "public") -> Report:
+@varied
+def check_guarded_work(fn, *, variant: str = "public",
+                       seed: int | None = None) -> Report:
     """Judge ``guarded_work(job, cleanup)``.
 
     Properties: returns the job's result after cleanup ran once; after the
@@ -191,7 +155,7 @@ def check_guarded_work(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = guard_scenario(variant)
+    sc = guard_scenario(variant, seed)
     namespaces = (getattr(fn, "__globals__", {}),)
 
     # 1. The job succeeds.
@@ -219,7 +183,9 @@ def check_guarded_work(fn, *, variant: str = "public") -> Report:
                f"{_cleanups(ok_end.cleanups)} before returning")
     report.add("result and cleanup", right, msg,
                "Return what `await job()` returned, and `await cleanup()` (in a `finally:` block) "
-               "before the function ends.")
+               "before the function ends.",
+               "wrong return value" if ok_end.value != expected else
+               "no cleanup" if ok_end.cleanups == 0 else "cleanup twice")
 
     # 2. The job fails.
     bad_job = Job(sc.job_s, sc.cleanup_s, fail=True)
@@ -238,7 +204,7 @@ def check_guarded_work(fn, *, variant: str = "public") -> Report:
         report.add("cleanup after an error, error passed on", False,
                    f"when the job failed, it did not finish: {failed.hang}",
                    "Do not retry or loop on errors here: let the job's error go to the caller, "
-                   "after cleanup (try/finally).")
+                   "after cleanup (try/finally).", "retries forever")
     else:
         add_new(report, common_findings("guarded_work", failed))
         passed_on = bad_end.how == "raised" and isinstance(bad_end.error, JobFailed)
@@ -249,10 +215,20 @@ def check_guarded_work(fn, *, variant: str = "public") -> Report:
         else:
             what = "the job's error reached the caller"
         right = passed_on and bad_end.cleanups == 1
+        diagnosis = ("" if right else "error swallowed" if bad_end.how == "returned" else
+                     "error replaced" if not passed_on else
+                     "no cleanup after an error" if bad_end.cleanups == 0 else "cleanup twice")
+        hints = {
+            "error swallowed": "Let the job's error reach the caller: use try/finally (or "
+                               "end your except block with a bare `raise`), not a return.",
+            "error replaced": "Re-raise the job's own error (a bare `raise`), not a new one.",
+            "no cleanup after an error": "Put `await cleanup()` in a `finally:` block: code "
+                                         "after `await job()` does not run when the job fails.",
+            "cleanup twice": "Run cleanup once: in the `finally:` block only.",
+        }
         report.add("cleanup after an error, error passed on", right,
                    f"when the job failed, it {_cleanups(bad_end.cleanups)}; {what}",
-                   "Use try/finally, not try/except: `finally:` runs cleanup and lets the error "
-                   "go on to the caller. Do not return a value instead of the error.")
+                   hints.get(diagnosis, ""), diagnosis)
 
     # 3. The caller cancels.
     cancelled_job = Job(60.0, sc.cleanup_s)
@@ -281,11 +257,16 @@ def check_guarded_work(fn, *, variant: str = "public") -> Report:
     else:
         report.add("cancellation propagates", False,
                    f"cancelled at {seconds(sc.cancel_at_s)}, it did not stop: {obs.hang}",
-                   "It swallowed the CancelledError and went on; after cleaning up, `raise` it.")
+                   "It swallowed the CancelledError and went on; after cleaning up, `raise` it.",
+                   "swallowed cancellation")
         return report
     report.add("cleanup runs on cancellation", cancel_end.cleanups == 1,
                f"cancelled at {seconds(sc.cancel_at_s)}, it {_cleanups(cancel_end.cleanups)} "
-               "before ending", CANCEL_HINT)
+               "before ending",
+               "Cancellation is not an Exception: `except Exception:` does not see it, so that "
+               "cleanup never runs. Put `await cleanup()` in a `finally:` block."
+               if cancel_end.cleanups == 0 else CANCEL_HINT,
+               "no cleanup on cancellation" if cancel_end.cleanups == 0 else "cleanup twice")
     if cancel_end.how == "cancelled":
         msg = "the task ended cancelled, as its caller asked"
     elif cancel_end.how == "returned":
@@ -296,7 +277,8 @@ def check_guarded_work(fn, *, variant: str = "public") -> Report:
                "instead of letting the CancelledError through")
     report.add("cancellation propagates", cancel_end.how == "cancelled", msg,
                "Never end normally after a CancelledError: clean up, then `raise` it "
-               "(a bare `except:` or `except BaseException:` swallows it too).")
+               "(a bare `except:` or `except BaseException:` swallows it too).",
+               "swallowed cancellation" if cancel_end.how == "returned" else "cancellation replaced")
 
     # 4. A timeout around it.
     timed_job = Job(60.0, sc.cleanup_s)
@@ -326,7 +308,7 @@ def check_guarded_work(fn, *, variant: str = "public") -> Report:
                "swallowed")
     report.add("a timeout around it works", fired, msg,
                "asyncio.timeout works by cancelling the task; a swallowed CancelledError "
-               "breaks every timeout and TaskGroup above your code.")
+               "breaks every timeout and TaskGroup above your code.", "swallowed cancellation")
     return report
 
 

@@ -11,14 +11,14 @@ tasks that were still waiting when time stopped.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from asynclab.checking import (Observation, Report, common_findings, observe, plural,
-                               require_coroutine_function)
-from asynclab.timeline import _ACTIVE
+from asynclab.checking import (Observation, Report, common_findings, hidden_rng, observe, plural,
+                               require_coroutine_function, varied)
+from asynclab.fakes import Line
+from asynclab.timeline import active_timeline
 
 NOTEBOOK = "09_producer_consumer"
 TOLERANCE_S = 1e-3
@@ -28,58 +28,20 @@ DEADLOCK_HINT = ("Every consumer needs its own way to stop: put one sentinel per
                  "sentinels included.")
 
 
-@dataclass
-class Line:
-    """A fake production line: ``produce(i)`` makes item i, ``process(item)`` consumes it."""
-
-    produce_s: float
-    process_s: float
-    produced: list[str] = field(default_factory=list)
-    processed: list[str] = field(default_factory=list)
-    not_items: list[str] = field(default_factory=list)  # what process() got that was no item
-    started: int = 0
-    max_backlog: int = 0  # produced but not yet taken by a consumer
-
-    async def produce(self, i: int) -> str:
-        await asyncio.sleep(self.produce_s)
-        item = f"item-{i}"
-        self.produced.append(item)
-        self.max_backlog = max(self.max_backlog, len(self.produced) - self.started)
-        return item
-
-    async def process(self, item: str) -> None:
-        if not isinstance(item, str):
-            self.not_items.append(_kind(item))
-            if inspect.iscoroutine(item):
-                item.close()  # reported by the check; no "never awaited" warning later
-            await asyncio.sleep(self.process_s)
-            return
-        self.started += 1
-        await asyncio.sleep(self.process_s)
-        self.processed.append(item)
-
-
 def _task_name(task: asyncio.Task) -> str:
     """The name of a task's row in the active timeline (its coroutine's), else the task's name.
 
     Under ``trace()`` a task's coroutine is the timeline's wrapper, so its own
     ``__qualname__`` would say ``_traced``; the active timeline's record knows
-    the learner's name. (``_ACTIVE`` is private to asynclab.timeline: a public
-    ``active_timeline()`` there would be the better way.)
+    the learner's name (``asynclab.timeline.active_timeline()``).
     """
-    timeline = _ACTIVE.get()
+    timeline = active_timeline()
     if timeline is not None:
         for record in timeline.records:
             if record.task is task:
                 record.resolve_name()
                 return record.name
     return task.get_name()
-
-
-def _kind(value: object) -> str:
-    if inspect.iscoroutine(value):
-        return f"a coroutine object {value.__qualname__}()"
-    return "None" if value is None else f"a {type(value).__name__} object"
 
 
 @dataclass(frozen=True)
@@ -103,10 +65,13 @@ class Scenario:
         return float(math.ceil(2 * self.one_by_one_s()))
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario(count=20, num_consumers=3, maxsize=4, produce_s=0.1, process_s=1.0)
-    return Scenario(count=31, num_consumers=4, maxsize=2, produce_s=0.05, process_s=0.7)
+    rng = hidden_rng(variant, seed)  # hidden: other sizes, drawn from the seed
+    return Scenario(count=rng.randint(15, 35), num_consumers=rng.randint(2, 5),
+                    maxsize=rng.randint(2, 5), produce_s=rng.choice([0.05, 0.1]),
+                    process_s=rng.choice([0.5, 0.7, 1.0]))
 
 
 def still_waiting(obs: Observation, limit_s: float) -> str:
@@ -127,7 +92,7 @@ def _not_items_finding(report: Report, line: Line) -> None:
                    f"process() was given {line.not_items[0]} instead of an item "
                    f"({plural(len(line.not_items), 'time')}): a forgotten `await`",
                    "`queue.get()` is a coroutine: write `item = await queue.get()` (and "
-                   "`await queue.put(item)`).")
+                   "`await queue.put(item)`).", "forgotten await")
 
 
 def _duplicates(line: Line) -> list[str]:
@@ -135,7 +100,9 @@ def _duplicates(line: Line) -> list[str]:
     return [item for item, n in seen.items() if n > 1]
 
 
-def check_process_items(fn, *, variant: str = "public") -> Report:
+@varied
+def check_process_items(fn, *, variant: str = "public",
+                        seed: int | None = None) -> Report:
     """Judge ``process_items(produce, count, process, num_consumers=3, maxsize=5)``.
 
     Properties: every item processed exactly once; per-consumer counts
@@ -148,7 +115,7 @@ def check_process_items(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     line = Line(sc.produce_s, sc.process_s)
     left_running: list[str] = []
 
@@ -179,7 +146,8 @@ def check_process_items(fn, *, variant: str = "public") -> Report:
         if twice:
             report.add("every item processed once", False,
                        f"{twice[0]} was processed {Counter(line.processed)[twice[0]]} times",
-                       "Start one producer; each item must go through the queue once.")
+                       "Start one producer; each item must go through the queue once.",
+                       "item processed twice")
         return report
 
     report.findings.extend(common)
@@ -202,8 +170,11 @@ def check_process_items(fn, *, variant: str = "public") -> Report:
                          f"{seen[twice[0]]} times)")
         msg = "; ".join(parts)
     report.add("every item processed once", not lost and not twice, msg,
+               "More than one producer puts the same items: start exactly one producer, and "
+               "num_consumers consumers." if twice else
                "Each item must go through the queue once and be taken by exactly one consumer: "
-               "one producer, every put() awaited, and every item put before the stop signals.")
+               "one producer, every put() awaited, and every item put before the stop signals.",
+               "item processed twice" if twice else "items lost")
 
     result = obs.result
     counts_ok = (isinstance(result, (list, tuple)) and len(result) == sc.num_consumers
@@ -214,7 +185,7 @@ def check_process_items(fn, *, variant: str = "public") -> Report:
                f"returned {result!r}; expected a list of {sc.num_consumers} counts adding up to "
                f"{sc.count}",
                "Have each consumer return how many items it processed, and return those numbers "
-               "in consumer order (task.result() after the TaskGroup, or gather).")
+               "in consumer order (task.result() after the TaskGroup, or gather).", "wrong counts")
 
     ahead_limit = sc.maxsize + 1
     bounded = line.max_backlog <= ahead_limit
@@ -225,7 +196,7 @@ def check_process_items(fn, *, variant: str = "public") -> Report:
                f"maxsize={sc.maxsize} it can be at most {ahead_limit} ahead (the {sc.maxsize} in "
                "the queue and the one it is putting)",
                "Create the queue with asyncio.Queue(maxsize=maxsize), so that put() waits while "
-               "the queue is full, and make each item just before putting it.")
+               "the queue is full, and make each item just before putting it.", "queue unbounded")
 
     fast = obs.elapsed <= sc.upper_bound_s() + TOLERANCE_S
     report.add("consumers work at the same time", fast,
@@ -235,14 +206,15 @@ def check_process_items(fn, *, variant: str = "public") -> Report:
                f"time finish within {sc.upper_bound_s():.1f} s (one item at a time: "
                f"{sc.one_by_one_s():.1f} s)",
                "Start the producer and every consumer as tasks (a TaskGroup) so that they run "
-               "together, and let each consumer loop until it is told to stop.")
+               "together, and let each consumer loop until it is told to stop.",
+               "consumers one after another")
 
     report.add("consumers stopped", not left_running,
                "no consumer or producer task was left running" if not left_running else
                f"{plural(len(left_running), 'task')} still running when process_items returned "
                f"({', '.join(left_running[:3])}): they never stopped",
                "Send one sentinel per consumer (or join() the queue, then cancel the consumers and "
-               "wait for them) before returning.")
+               "wait for them) before returning.", "consumers never stopped")
     return report
 
 

@@ -19,8 +19,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from asynclab.checking import Report, observe, plural
-from asynclab.checks._findings import safe_findings
+from asynclab.checking import Report, hidden_rng, observe, plural, safe_findings, varied
+from asynclab.fakes import ScriptedService, RecordingLimiter
 from asynclab.labserver import busiest_window
 
 NOTEBOOK = "10_real_io"
@@ -48,7 +48,7 @@ class LimiterScenario:
     latency_s: float
 
 
-def limiter_scenario(variant: str) -> LimiterScenario:
+def limiter_scenario(variant: str, seed: int | None = None) -> LimiterScenario:
     # Rates, arrivals and latencies are multiples of 1/8 s: exact in binary floating point, so a
     # limiter that computes "oldest start + 1 s" or "tokens * rate" meets no rounding dust (a
     # sleep of 1e-17 s cannot move a virtual clock that counts microseconds).
@@ -56,8 +56,20 @@ def limiter_scenario(variant: str) -> LimiterScenario:
         # a burst, two small groups, then two groups either side of a whole second
         arrivals = [0.0] * 10 + [3.25] * 3 + [3.5] * 3 + [5.75] * 4 + [6.125] * 4
         return LimiterScenario(4, tuple(arrivals), latency_s=0.25)
-    arrivals = [0.0] * 20 + [0.375] * 6 + [4.0] * 3 + [7.75] * 8 + [8.25] * 8 + [8.875] * 2
-    return LimiterScenario(8, tuple(arrivals), latency_s=0.5)
+    # Hidden, drawn from the seed, with the public scenario's shape: a burst of more than two
+    # seconds' worth, a small group soon after it, one after a pause, then two full groups
+    # either side of a whole second (a calendar-second window, or a bucket refilled while
+    # full, lets too many through there), and a last pair.
+    rng = hidden_rng(variant, seed)
+    rate = rng.choice([4, 8])  # powers of two: 1 / rate is exact in binary floating point
+    arrivals = [0.0] * (2 * rate + rng.randint(2, 4))
+    arrivals += [rng.randint(1, 4) / 8] * (rate - rng.randint(1, 2))
+    pause = rng.randint(3, 5) + rng.randint(0, 7) / 8
+    arrivals += [pause] * rng.randint(1, rate - 1)
+    whole = int(pause) + rng.randint(3, 4)
+    first, second = whole + rng.choice([0.625, 0.75, 0.875]), whole + 1 + rng.choice([0.125, 0.25])
+    arrivals += [first] * rate + [second] * rate + [second + 0.625] * 2
+    return LimiterScenario(rate, tuple(arrivals), latency_s=rng.choice([0.125, 0.25, 0.5]))
 
 
 def earliest_starts(arrivals: list[float], rate_per_s: int, window_s: float = WINDOW_S) -> list[float]:
@@ -75,7 +87,9 @@ def earliest_starts(arrivals: list[float], rate_per_s: int, window_s: float = WI
     return starts
 
 
-def check_rate_limiter(cls: Any, *, variant: str = "public") -> Report:
+@varied
+def check_rate_limiter(cls: Any, *, variant: str = "public",
+                       seed: int | None = None) -> Report:
     """Judge ``RateLimiter(rate_per_s)`` with ``await limiter.acquire()``.
 
     Properties: every request let through; never more than ``rate_per_s`` starts
@@ -86,36 +100,21 @@ def check_rate_limiter(cls: Any, *, variant: str = "public") -> Report:
     report = Report("RateLimiter")
     if not callable(cls):
         report.add("defined", False, f"RateLimiter is not a class (it is {type(cls).__name__}).",
-                   "Define it with `class RateLimiter:` and an `async def acquire(self)` method.")
+                   "Define it with `class RateLimiter:` and an `async def acquire(self)` method.",
+                   "not a class")
         return report
     acquire = getattr(cls, "acquire", None)
     if acquire is None or not inspect.iscoroutinefunction(acquire):
         report.add("has an async acquire() method", False,
                    "RateLimiter has no `async def acquire(self)` method."
                    if acquire is None else "RateLimiter.acquire is a plain method, not `async def`.",
-                   "Callers do `await limiter.acquire()`: define `async def acquire(self):`.")
+                   "Callers do `await limiter.acquire()`: define `async def acquire(self):`.",
+                   "no acquire" if acquire is None else "not async")
         return report
 
-    sc = limiter_scenario(variant)
+    sc = limiter_scenario(variant, seed)
     grants: list[float] = []
-
-    async def drive() -> None:
-        limiter = cls(sc.rate_per_s)  # built on the running loop, as in a program
-        loop = asyncio.get_running_loop()
-
-        async def request() -> None:
-            await limiter.acquire()
-            grants.append(loop.time())
-            await asyncio.sleep(sc.latency_s)  # the request itself
-
-        tasks = []
-        for i, at in enumerate(sc.arrivals):  # each request is created when it arrives
-            await asyncio.sleep(at - loop.time())
-            tasks.append(asyncio.create_task(request(), name=f"request {i + 1}"))
-        await asyncio.gather(*tasks)
-
-    obs = observe(drive, name="requests", namespaces=(_globals_of(cls),), max_virtual_s=600.0,
-                  wall_limit_s=3.0)
+    obs = _drive_limiter(cls, sc, grants, use_with=False)
     report.timeline = obs.timeline
     early = safe_findings("RateLimiter", obs)
     report.findings.extend(early)
@@ -129,7 +128,7 @@ def check_rate_limiter(cls: Any, *, variant: str = "public") -> Report:
     report.add("lets every request through", len(grants) == n,
                f"all {n} requests were let through" if len(grants) == n else
                f"{len(grants)} of {n} requests were let through",
-               "Every call of acquire() must return eventually.")
+               "Every call of acquire() must return eventually.", "requests lost")
 
     count, first, last = busiest_window(grants)
     when = f"at the same moment ({fmt_s(first)})" if last - first < TOL_S else \
@@ -138,7 +137,9 @@ def check_rate_limiter(cls: Any, *, variant: str = "public") -> Report:
                f"at most {plural(count, 'request')} started in any one-second window "
                f"(limit {limit})" if count <= limit else
                f"{count} requests started {when}; the limit is {limit}",
-               _above_limit_hint(grants, list(sc.arrivals), limit))
+               _above_limit_hint(grants, list(sc.arrivals), limit),
+               "limit never applied" if count >= len(sc.arrivals) or count > 2 * limit
+               else "limit exceeded")
 
     best = earliest_starts(list(sc.arrivals), limit)
     got = sorted(grants)
@@ -154,8 +155,63 @@ def check_rate_limiter(cls: Any, *, variant: str = "public") -> Report:
     report.add("no needless waiting", not late, message,
                "A request may start as soon as fewer than rate_per_s requests started in the "
                "last second. Do not space requests evenly, and never sleep while holding a lock "
-               "that other callers need: each one would wait for the previous one's sleep.")
+               "that other callers need: each one would wait for the previous one's sleep.",
+               "waits longer than needed")
+    if count <= limit and getattr(cls, "__aenter__", None) is not None:
+        _judge_async_with(report, cls, sc)
     return report
+
+
+def _drive_limiter(cls: Any, sc: LimiterScenario, grants: list[float], use_with: bool) -> Any:
+    """Requests arrive as the scenario says; each asks the limiter, then takes its latency."""
+
+    async def drive() -> None:
+        limiter = cls(sc.rate_per_s)  # built on the running loop, as in a program
+        loop = asyncio.get_running_loop()
+
+        async def request() -> None:
+            if use_with:
+                async with limiter:
+                    grants.append(loop.time())
+                    await asyncio.sleep(sc.latency_s)
+                return
+            await limiter.acquire()
+            grants.append(loop.time())
+            await asyncio.sleep(sc.latency_s)  # the request itself
+
+        tasks = []
+        for i, at in enumerate(sc.arrivals):  # each request is created when it arrives
+            await asyncio.sleep(at - loop.time())
+            tasks.append(asyncio.create_task(request(), name=f"request {i + 1}"))
+        await asyncio.gather(*tasks)
+
+    return observe(drive, name="requests", namespaces=(_globals_of(cls),), max_virtual_s=600.0,
+                   wall_limit_s=3.0)
+
+
+def _judge_async_with(report: Report, cls: Any, sc: LimiterScenario) -> None:
+    """The class offers `async with limiter:` too: that form must hold the same limit."""
+    grants: list[float] = []
+    obs = _drive_limiter(cls, sc, grants, use_with=True)
+    prop = "`async with limiter:` keeps the limit too"
+    if obs.hang is not None or obs.error is not None:
+        problem = next((f.message for f in safe_findings("RateLimiter", obs) if not f.passed),
+                       "it did not finish")
+        report.add(prop, False, f"used as `async with limiter:`, {problem}",
+                   "`async with limiter:` calls `__aenter__` (and `__aexit__` after the block): "
+                   "make `__aenter__` do `await self.acquire()`.", "async with form broken")
+        return
+    count, first, last = busiest_window(grants)
+    limit = sc.rate_per_s
+    if count <= limit:
+        report.add(prop, True, f"used as `async with limiter:`, at most "
+                   f"{plural(count, 'request')} started in any one-second window")
+        return
+    report.add(prop, False, f"used as `async with limiter:`, {count} requests started within "
+               f"one second; the limit is {limit}: __aenter__ does not wait for a permit",
+               "`async with limiter:` runs `__aenter__`, not `acquire()`: make `__aenter__` "
+               "`await self.acquire()`, so that both forms take a permit.",
+               "async with does not acquire")
 
 
 def _above_limit_hint(grants: list[float], arrivals: list[float], limit: int) -> str:
@@ -192,7 +248,9 @@ def _explain_limiter_hang(report: Report, reason: str, through: int, n: int) -> 
              "virtual-limit": "the others were still waiting after 600 virtual seconds"}[reason]
     report.add("lets every request through", False,
                f"{through} of {n} requests were let through; {stuck}",
-               "Every call of acquire() must return as soon as the window has room.")
+               "Every call of acquire() must return as soon as the window has room.",
+               {"deadlock": "permits never come back", "wall-limit": "busy wait",
+                "virtual-limit": "permits never come back"}[reason])
 
 
 # -- fetch_with_retries ----------------------------------------------------------------------------
@@ -221,7 +279,7 @@ class RetryScenario:
         return None
 
 
-def retry_scenario(variant: str) -> RetryScenario:
+def retry_scenario(variant: str, seed: int | None = None) -> RetryScenario:
     if variant == "public":
         return RetryScenario(4, 0.5, {
             "a": ("ok",),
@@ -233,66 +291,24 @@ def retry_scenario(variant: str) -> RetryScenario:
             "g": ("timeout", "conn", "conn", "ok"),
             "h": ("conn", "ok"),
         })
-    return RetryScenario(5, 0.2, {
-        "user-1": ("conn", "conn", "ok"),
-        "user-2": ("ok",),
-        "user-3": ("timeout",),  # always times out
-        "user-4": ("missing",),
-        "user-5": ("conn", "timeout", "conn", "timeout", "ok"),
-        "user-6": ("timeout", "ok"),
-        "user-7": ("conn", "missing"),  # transient, then permanent
-    }, latency_s=0.25)
+    # Hidden, drawn from the seed: the same kinds of keys under other names and numbers.
+    rng = hidden_rng(variant, seed)
+    m = rng.choice([3, 4, 5])
+    names = [f"user-{n}" for n in rng.sample(range(1, 100), 7)]
 
+    def transient(n: int) -> tuple[str, ...]:
+        return tuple(rng.choice(TRANSIENT) for _ in range(n))
 
-class ScriptedService:
-    """``fetch(key)`` answers as the scenario's script says, and records every attempt."""
-
-    def __init__(self, sc: RetryScenario) -> None:
-        self.sc = sc
-        self.attempts: dict[str, list[list[Any]]] = {key: [] for key in sc.scripts}
-
-    @staticmethod
-    def data_for(key: str) -> str:
-        return f"data for {key}"
-
-    async def fetch(self, key: str) -> str:
-        loop = asyncio.get_running_loop()
-        tries = self.attempts.setdefault(key, [])
-        record = [loop.time(), None]
-        tries.append(record)
-        outcome = self.sc.outcome(key, len(tries)) if key in self.sc.scripts else "missing"
-        try:
-            await asyncio.sleep(self.sc.latency_s)
-        finally:
-            record[1] = loop.time()
-        if outcome == "ok":
-            return self.data_for(key)
-        if outcome == "conn":
-            raise ConnectionError(f"{key}: connection reset by the server")
-        if outcome == "timeout":
-            raise TimeoutError(f"{key}: no answer in time")
-        raise LookupError(f"{key}: not found (404)")
-
-    def waits(self, key: str) -> list[float]:
-        tries = self.attempts[key]
-        return [later[0] - earlier[1] for earlier, later in zip(tries, tries[1:])]
-
-
-class RecordingLimiter:
-    """A limiter that never holds anyone back and notes when ``acquire()`` was awaited."""
-
-    def __init__(self) -> None:
-        self.acquired: list[float] = []
-
-    async def acquire(self) -> None:
-        self.acquired.append(asyncio.get_running_loop().time())
-        await asyncio.sleep(0)
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        pass
+    kinds = [("ok",),
+             transient(rng.randint(1, m - 2)) + ("ok",) if m > 2 else ("conn", "ok"),
+             transient(m - 1) + ("ok",),  # succeeds on the very last attempt
+             (rng.choice(TRANSIENT),),  # always fails
+             ("missing",),
+             transient(1) + ("missing",),  # transient, then permanent
+             transient(1) + ("ok",)]
+    rng.shuffle(kinds)
+    return RetryScenario(m, rng.choice([0.125, 0.25, 0.5]), dict(zip(names, kinds)),
+                         latency_s=rng.choice([0.125, 0.25]))
 
 
 def _names(keys: list[str]) -> str:
@@ -308,7 +324,9 @@ def _what(outcome: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
+@varied
+def check_fetch_with_retries(fn: Any, *, variant: str = "public",
+                             seed: int | None = None) -> Report:
     """Judge ``fetch_with_retries(fetch, key, limiter, max_attempts, base_delay_s)``.
 
     Properties: the data returned; transient errors (ConnectionError,
@@ -322,13 +340,16 @@ def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
         report.add("is a coroutine function", False,
                    "fetch_with_retries is not an `async def` function.",
                    "Define it with `async def fetch_with_retries(fetch, key, limiter, "
-                   "max_attempts=4, base_delay_s=0.5):`.")
+                   "max_attempts=4, base_delay_s=0.5):`.", "not async")
         return report
-    sc = retry_scenario(variant)
+    sc = retry_scenario(variant, seed)
     service, limiter = ScriptedService(sc), RecordingLimiter()
     outcomes: dict[str, Any] = {}
+    ended: dict[str, float] = {}
 
     async def drive() -> None:
+        loop = asyncio.get_running_loop()
+
         async def one(key: str) -> None:
             try:
                 outcomes[key] = await fn(service.fetch, key, limiter, max_attempts=sc.max_attempts,
@@ -337,6 +358,8 @@ def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
                 raise
             except Exception as exc:  # noqa: BLE001 - a raised error is an outcome we judge
                 outcomes[key] = exc
+            finally:
+                ended[key] = loop.time()
 
         tasks = [asyncio.create_task(one(key), name=key) for key in sc.scripts]
         await asyncio.gather(*tasks)
@@ -356,7 +379,8 @@ def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
         report.add("runs without error", False,
                    f"fetch_with_retries {_what(foreign[0], limit=200)} for every key",
                    "The check calls `await fetch_with_retries(fetch, key, limiter, "
-                   "max_attempts=..., base_delay_s=...)`: keep that signature, and read the error.")
+                   "max_attempts=..., base_delay_s=...)`: keep that signature, and read the error.",
+                   "raised an error")
         return report
     if obs.hang is None:
         _judge_results(report, sc, service, outcomes)
@@ -365,7 +389,32 @@ def check_fetch_with_retries(fn: Any, *, variant: str = "public") -> Report:
         return report
     _judge_backoff(report, sc, service)
     _judge_limiter(report, service, limiter, forgot_acquire)
+    _judge_gives_up_at_once(report, sc, service, outcomes, ended)
     return report
+
+
+def _judge_gives_up_at_once(report: Report, sc: RetryScenario, service: ScriptedService,
+                            outcomes: dict[str, Any], ended: dict[str, float]) -> None:
+    """After the last attempt (or a permanent error) the error is raised at once, no sleep."""
+    late = []
+    for key, tries in service.attempts.items():
+        if not tries or not isinstance(outcomes.get(key), BaseException) or key not in ended:
+            continue
+        last_end = tries[-1][1]
+        if last_end is not None and ended[key] > last_end + TOL_S:
+            late.append((key, ended[key] - last_end))
+    if not late:
+        report.add("raises at once when it gives up", True,
+                   "each key that failed for good raised its error as soon as its last attempt "
+                   "failed")
+        return
+    key, wait = late[0]
+    report.add("raises at once when it gives up", False,
+               f"{key} failed for good, and its error reached the caller {wait:.2f} s after "
+               "its last attempt: a backoff sleep after the final failure delays the error for "
+               "nothing",
+               "Sleep only when another attempt follows: check for the last attempt (and raise) "
+               "before the backoff sleep, not after it.", "sleeps after the last failure")
 
 
 def _judge_results(report: Report, sc: RetryScenario, service: ScriptedService,
@@ -381,7 +430,9 @@ def _judge_results(report: Report, sc: RetryScenario, service: ScriptedService,
         hint = "Return what `await fetch(key)` returned, from the attempt that succeeded."
     report.add("returns the data", not wrong,
                f"{_names(good)} returned their data" if not wrong else
-               f"{wrong[0]} {_what(outcome)}; expected {service.data_for(wrong[0])!r}", hint)
+               f"{wrong[0]} {_what(outcome)}; expected {service.data_for(wrong[0])!r}", hint,
+               "no retry" if isinstance(outcome, (ConnectionError, TimeoutError)) else
+               "raised an error" if isinstance(outcome, BaseException) else "wrong results")
 
 
 def _judge_attempt_counts(report: Report, sc: RetryScenario, service: ScriptedService,
@@ -404,7 +455,9 @@ def _judge_attempt_counts(report: Report, sc: RetryScenario, service: ScriptedSe
                    f"{_names(flaky)} failed with ConnectionError or TimeoutError first and "
                    "succeeded on a later attempt" if not problems else problems[0],
                    "ConnectionError and TimeoutError mean 'not now': catch both and try again, "
-                   "up to max_attempts attempts in all.")
+                   "up to max_attempts attempts in all.",
+                   "" if not problems else "no retry" if "not tried again" in problems[0]
+                   else "too few attempts")
     # 2. Give up after max_attempts, raising the last error.
     doomed = [k for k in sc.scripts if sc.succeeds(k) is None
               and all(o in TRANSIENT for o in sc.scripts[k])]
@@ -422,11 +475,25 @@ def _judge_attempt_counts(report: Report, sc: RetryScenario, service: ScriptedSe
                f"{expected.__name__} of that attempt")
     else:
         msg = ""
+    diagnosis = ("" if not msg else ("retries forever" if not finished else "too many attempts")
+                 if got > m else "too few attempts" if got < m
+                 else "error swallowed" if not isinstance(outcome, BaseException)
+                 else "error replaced")
+    hints = {
+        "retries forever": "Count the attempts and stop after max_attempts: a `for attempt in "
+                           "range(1, max_attempts + 1)` loop ends by itself.",
+        "too many attempts": "max_attempts counts every attempt, the first one too: "
+                             "`range(1, max_attempts + 1)`, not `range(max_attempts + 1)`.",
+        "too few attempts": "max_attempts counts every attempt, the first one too: make "
+                            "exactly max_attempts attempts before giving up.",
+        "error swallowed": "After the last attempt, `raise` the error (a bare `raise` in the "
+                           "except block re-raises it) so that the caller knows this key failed.",
+        "error replaced": "After the last attempt, re-raise the error of that attempt itself "
+                          "(a bare `raise`), not a new one.",
+    }
     report.add("gives up after max_attempts", not msg,
                msg or f"{key} always fails: it was tried {m} times, then its "
-                      f"{expected.__name__} was raised",
-               "Count the attempts: after the last one, `raise` the error (a bare `raise` in the "
-               "except block re-raises it) so that the caller knows this key failed.")
+                      f"{expected.__name__} was raised", hints.get(diagnosis, ""), diagnosis)
     if not finished:
         return
     # 3. Permanent errors are not retried.
@@ -444,7 +511,9 @@ def _judge_attempt_counts(report: Report, sc: RetryScenario, service: ScriptedSe
                f"{_names(permanent)} raised LookupError at once, with no retry" if not bad
                else bad[0],
                "Only ConnectionError and TimeoutError are worth retrying: catch just those two, "
-               "so that any other error goes straight to the caller.")
+               "so that any other error goes straight to the caller.",
+               "" if not bad else "retries permanent errors" if "tried again" in bad[0]
+               else "error replaced")
 
 
 def _judge_backoff(report: Report, sc: RetryScenario, service: ScriptedService) -> None:
@@ -469,11 +538,16 @@ def _judge_backoff(report: Report, sc: RetryScenario, service: ScriptedService) 
                        f"backoff makes them about {expected_text}")
         if problem:
             break
+    diagnosis = ("" if not problem else "no backoff" if "retried immediately" in problem
+                 else "backoff does not grow" if "did not grow" in problem else "wrong backoff")
     report.add("backoff grows exponentially", not problem,
                problem or f"the waits before retries were about {expected_text}, each about "
                           "twice the one before",
                "Before retry number n (1, 2, ...) wait `base_delay_s * 2 ** (n - 1)` seconds, "
-               "plus a little random jitter, with `await asyncio.sleep(...)`.")
+               "plus a little random jitter, with `await asyncio.sleep(...)`."
+               if diagnosis == "no backoff" else
+               "Your waits do not double: make the wait before retry n "
+               "`base_delay_s * 2 ** (n - 1)` (times a little random jitter).", diagnosis)
     # Jitter: keys whose first attempt failed at the same moment should not retry together.
     together = [k for k in retried if service.attempts[k][0][1] is not None]
     seconds = sorted({round(service.attempts[k][1][0], 6) for k in together})
@@ -486,7 +560,8 @@ def _judge_backoff(report: Report, sc: RetryScenario, service: ScriptedService) 
                    f"all {len(together)} keys that failed together retried at the same moment "
                    f"({fmt_s(seconds[0])})",
                    "Multiply each wait by a random factor, e.g. `1 + random.random() / 10`, so "
-                   "that clients that failed together do not all come back at the same instant.")
+                   "that clients that failed together do not all come back at the same instant.",
+                   "no jitter")
 
 
 def _judge_limiter(report: Report, service: ScriptedService, limiter: RecordingLimiter,
@@ -507,10 +582,15 @@ def _judge_limiter(report: Report, service: ScriptedService, limiter: RecordingL
         msg = "an attempt started before its limiter.acquire(): acquire first, then fetch"
     else:
         msg = ""
+    diagnosis = ("" if not msg else "forgotten await" if forgot else
+                 "limiter skipped on retries" if a < n else "acquired twice" if a > n
+                 else "acquired after the fetch started")
     report.add("acquires the limiter before every attempt", not msg,
                msg or f"limiter.acquire() was awaited once before each of the {n} attempts",
+               "`limiter.acquire()` only creates a coroutine: write `await limiter.acquire()`."
+               if forgot else
                "Put `await limiter.acquire()` inside the retry loop, right before `await "
-               "fetch(key)`: every attempt counts against the rate limit.")
+               "fetch(key)`: every attempt counts against the rate limit.", diagnosis)
 
 
 def _globals_of(obj: Any) -> dict:

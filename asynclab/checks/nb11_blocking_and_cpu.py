@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from asynclab.blocking import BlockingCall, blocking
-from asynclab.checking import Report, observe, plural
-from asynclab.checks._findings import safe_findings
+from asynclab.checking import Report, hidden_rng, observe, plural, safe_findings, varied
 
 NOTEBOOK = "11_blocking_and_cpu"
 POOL_PREFIX = "course-pool"
@@ -48,10 +47,13 @@ class Scenario:
     workers: int
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         return Scenario((7, 2, 9, 4, 1, 8), workers=3)
-    return Scenario((12, 5, 3, 10, 6, 11, 2, 8), workers=4)
+    rng = hidden_rng(variant, seed)  # hidden: more items than workers, drawn from the seed
+    workers = rng.randint(2, 4)
+    return Scenario(tuple(rng.sample(range(1, 40), rng.randint(workers + 2, 2 * workers + 2))),
+                    workers=workers)
 
 
 def expected_result(item: int) -> str:
@@ -181,7 +183,9 @@ def _copy_state(source: concurrent.futures.Future, target: concurrent.futures.Fu
         target.set_result(source.result())
 
 
-def check_process_all(fn: Any, *, variant: str = "public") -> Report:
+@varied
+def check_process_all(fn: Any, *, variant: str = "public",
+                      seed: int | None = None) -> Report:
     """Judge ``process_all(items, cpu_work, executor)``.
 
     Properties: the results in the order of the items; every call of
@@ -193,9 +197,10 @@ def check_process_all(fn: Any, *, variant: str = "public") -> Report:
     report = Report("process_all")
     if not callable(fn) or not asyncio.iscoroutinefunction(fn):
         report.add("is a coroutine function", False, "process_all is not an `async def` function.",
-                   "Define it with `async def process_all(items, cpu_work, executor):`.")
+                   "Define it with `async def process_all(items, cpu_work, executor):`.",
+                   "not async")
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     log = WorkLog()
     cpu_work = make_cpu_work(log)
     executor = WatchedExecutor(sc.workers, len(sc.items), log.all_handed_over)
@@ -246,9 +251,14 @@ def _judge(report: Report, sc: Scenario, log: WorkLog, executor: WatchedExecutor
         message = f"returned {got!r}"[:120] + f"; expected {expected[:2]}... ({n} results)"
     else:
         message = f"the {n} results, in the order of the items"
+    out_of_order = "out of order" in message
     report.add("results in order", got == expected, message,
+               "Your results are right but not in the order of `items`: gather keeps the order "
+               "of its arguments; as_completed and sets do not." if out_of_order else
                "Return a list with cpu_work(item) for every item, in the order of `items` "
-               "(asyncio.gather keeps the order of its arguments).")
+               "(asyncio.gather keeps the order of its arguments).",
+               "forgotten await" if pending else "results out of order" if out_of_order
+               else "wrong results")
 
     # Where the calls ran.
     on_loop = [item for item, thread in log.calls if thread == log.loop_thread.name]
@@ -264,7 +274,8 @@ def _judge(report: Report, sc: Scenario, log: WorkLog, executor: WatchedExecutor
     report.add("runs in the given executor", not on_loop and not elsewhere, where_msg,
                "Hand each call to the executor you were given: "
                "`loop.run_in_executor(executor, cpu_work, item)`. In real programs it is a "
-               "process pool, the only way to run Python CPU work on several cores.")
+               "process pool, the only way to run Python CPU work on several cores.",
+               "ran on the loop" if on_loop else "ran outside the executor")
 
     # Each item once.
     counts = {i: sum(1 for item, _ in log.calls if item == i) for i in items}
@@ -272,7 +283,8 @@ def _judge(report: Report, sc: Scenario, log: WorkLog, executor: WatchedExecutor
     report.add("each item processed once", not wrong,
                f"cpu_work ran once for each of the {n} items" if not wrong else
                ", ".join(f"item {i} ran {c} times" for i, c in list(wrong.items())[:3]),
-               "Call cpu_work exactly once per item.")
+               "Call cpu_work exactly once per item.",
+               "item processed twice" if any(c > 1 for c in wrong.values()) else "item skipped")
 
     # All handed over at once.
     submits = len(executor.futures)
@@ -291,10 +303,16 @@ def _judge(report: Report, sc: Scenario, log: WorkLog, executor: WatchedExecutor
     else:
         together_msg = (f"all {n} items were handed to the executor at once (it has "
                         f"{sc.workers} workers)")
+    diagnosis = ("nothing handed over" if submits == 0 else "one call for many items"
+                 if submits < n else "one at a time" if peak <= 1 else "in batches"
+                 if peak < n else "")
     report.add("all handed over at once", submits >= n and peak >= n, together_msg,
+               "One executor call that loops over every item runs them all in one worker: make "
+               "one `loop.run_in_executor(executor, cpu_work, item)` per item."
+               if diagnosis == "one call for many items" else
                "Create all the executor calls first (a list of `loop.run_in_executor(...)`), then "
                "await them together with `asyncio.gather(*calls)`; awaiting each call before "
-               "making the next runs them one at a time.")
+               "making the next runs them one at a time.", diagnosis)
 
     # The loop stayed free (judged when process_all waited for pool work, not returned futures).
     if not executor.futures or any(hasattr(r, "__await__") for r in (got if isinstance(got, list)
@@ -312,7 +330,7 @@ def _judge(report: Report, sc: Scenario, log: WorkLog, executor: WatchedExecutor
                free_msg,
                "`future.result()`, `executor.map` and `concurrent.futures.wait` block the thread "
                "they are called from. Await instead: `await asyncio.gather(*calls)` on the "
-               "futures from loop.run_in_executor.")
+               "futures from loop.run_in_executor.", "blocked the loop")
 
 
 EXERCISES = {"process_all": check_process_all}

@@ -16,21 +16,16 @@ skipped) by ``asynclab.blocking``'s detector.
 from __future__ import annotations
 
 import heapq
-import itertools
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from asynclab.blocking import BlockingDetector
-from asynclab.checking import Finding, Report, _describe_error
+from asynclab.checking import Finding, Report, _describe_error, hidden_rng, varied
+from asynclab.fakes import MAX_CLOCK_READS, BusyWait, World
 
 NOTEBOOK = "12_under_the_hood"
-MAX_CLOCK_READS = 1_000
-
-
-class BusyWait(Exception):
-    """Raised by the fake clock when an iteration keeps reading it instead of waiting."""
 
 
 @dataclass(frozen=True)
@@ -53,50 +48,19 @@ NUMBERS = {
 }
 
 
-class World:
-    """A fake clock and selector for one iteration, and a log of the callbacks that ran."""
-
-    def __init__(self, now: float, io_ready: list[str] | None = None) -> None:
-        self.now = now
-        self.log: list[str] = []
-        self.select_calls: list[float | None] = []
-        self.io_ready = list(io_ready or [])
-        self.clock_reads = 0
-        self._seq = itertools.count()
-
-    def clock(self) -> float:
-        self.clock_reads += 1
-        if self.clock_reads > MAX_CLOCK_READS:
-            raise BusyWait(f"clock() was read {MAX_CLOCK_READS:,} times in one iteration")
-        return self.now
-
-    def select(self, timeout: float | None = None) -> list[Callable[[], None]]:
-        """Record the timeout; time passes by it (a wait); return the ready sockets' callbacks."""
-        self.select_calls.append(timeout)
-        if isinstance(timeout, (int, float)) and timeout > 0:
-            self.now += timeout
-        ready, self.io_ready = self.io_ready, []
-        return [self.callback(name) for name in ready]
-
-    def callback(self, name: str, then: Callable[[], None] | None = None) -> Callable[[], None]:
-        def run() -> None:
-            self.log.append(name)
-            if then is not None:
-                then()
-        run.__name__ = run.__qualname__ = name.replace(" ", "_")
-        return run
-
-    def timer(self, deadline: float, name: str) -> tuple[float, int, Callable[[], None]]:
-        return (deadline, next(self._seq), self.callback(name))
-
-    def selects(self) -> str:
-        if not self.select_calls:
-            return "select was never called"
-        return ", ".join(f"select({_num(t)})" for t in self.select_calls)
-
-
-def _num(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) else repr(value)
+def numbers(variant: str, seed: int | None = None) -> Numbers:
+    """The public numbers; hidden: drawn from ``seed`` (multiples of 1/8: exact differences)."""
+    if variant == "public":
+        return NUMBERS["public"]
+    rng = hidden_rng(variant, seed)
+    start = float(rng.randint(10, 500))
+    soon = rng.randint(1, 15) / 8
+    overdue = [start - rng.randint(1, 40) / 2 for _ in range(rng.randint(4, 6))]
+    overdue.append(rng.choice(overdue))  # two timers due together: kept in the order added
+    while overdue == sorted(overdue):  # a heap is not a sorted list
+        rng.shuffle(overdue)
+    return Numbers(start=start, soon=soon, late=soon + rng.randint(1, 16) / 8,
+                   overdue=tuple(overdue), not_due=start + rng.randint(10, 100), late_start=start)
 
 
 def _labels(deadlines: tuple[float, ...]) -> list[str]:
@@ -128,29 +92,32 @@ def _play(fn: Any, report: Report, world: World, ready: deque, timers: list,
         report.findings.append(Finding(
             "written", False, "run_once is not written yet (it raised NotImplementedError).",
             "Replace the `raise NotImplementedError` line in the answer cell with your code, run "
-            "that cell, then run this check again."))
+            "that cell, then run this check again.", "not written"))
         raise _Stop from None
     except BusyWait as exc:
         report.add("never busy-waits", False,
                    f"{exc}: it spins instead of letting select wait",
                    "Do not loop until a deadline comes: compute the timeout once and pass it to "
-                   "select(timeout), which sleeps until I/O arrives or the timeout passes.")
+                   "select(timeout), which sleeps until I/O arrives or the timeout passes.",
+                   "busy wait")
         raise _Stop from None
     except Exception as exc:  # the learner's bug, reported as a finding
         report.add("runs without error", False, f"run_once raised {_describe_error(exc)}",
                    "Run it by hand on a tiny example: a deque of two lambdas, an empty timer "
-                   "list, clock=lambda: 0.0 and select=lambda timeout: [].")
+                   "list, clock=lambda: 0.0 and select=lambda timeout: [].", "raised an error")
         raise _Stop from None
     slept = detector.calls[before:]
     if slept:
         report.add("waits in select, not in time.sleep", False,
                    f"it called {slept[0].where()} instead of passing the timeout to select",
                    "The loop must wait in select(timeout): a sleep cannot be cut short when a "
-                   "socket becomes ready.")
+                   "socket becomes ready.", "sleeps instead of select")
         raise _Stop
 
 
-def check_run_once(fn, *, variant: str = "public") -> Report:
+@varied
+def check_run_once(fn, *, variant: str = "public",
+                   seed: int | None = None) -> Report:
     """Judge ``run_once(ready, timers, clock, select)``.
 
     Properties: the select timeout (0 with work ready, the time to the nearest
@@ -164,13 +131,14 @@ def check_run_once(fn, *, variant: str = "public") -> Report:
     if not callable(fn):
         report.findings.append(Finding("defined", False, f"run_once is not a function (it is "
                                        f"{type(fn).__name__}).",
-                                       "Define it with `def run_once(ready, timers, clock, select):`."))
+                                       "Define it with `def run_once(ready, timers, clock, select):`.",
+                                       "not a function"))
         return report
     detector = BlockingDetector(loop_thread=threading.current_thread(),
                                 namespaces=(getattr(fn, "__globals__", {}),))
     with detector:
         try:
-            _judge(fn, report, NUMBERS[variant], detector)
+            _judge(fn, report, numbers(variant, seed), detector)
         except _Stop:
             pass
     return report
@@ -190,7 +158,10 @@ def _judge(fn: Any, report: Report, n: Numbers, detector: BlockingDetector) -> N
                "With work ready, do not wait: select(0). Then run the ready callbacks oldest "
                "first (popleft), and leave the timer that is not due in the heap." if
                world.select_calls == [0] else
-               "When the ready queue is not empty, the loop must not wait: call select(0).")
+               "When the ready queue is not empty, the loop must not wait: call select(0).",
+               "waits with work ready" if world.select_calls != [0] else
+               "ready queue in the wrong order" if sorted(world.log) == ["a", "b"] else
+               "ready callbacks not run" if len(world.log) < 2 else "due timers wrong")
 
     # 2. Only timers: wait exactly until the nearest one; run it; keep the later one.
     world = World(now=n.start)
@@ -199,6 +170,7 @@ def _judge(fn: Any, report: Report, n: Numbers, detector: BlockingDetector) -> N
     _play(fn, report, world, deque(), timers, detector)
     ok = world.select_calls == [n.soon] and world.log == ["soon"] and \
         [t[0] for t in timers] == [n.start + n.late]
+    diagnosis = ""
     if ok:
         msg = f"the nearest timer was {n.soon:g} s away: select({n.soon:g}), then it ran that " \
               "timer and kept the later one"
@@ -210,16 +182,20 @@ def _judge(fn: Any, report: Report, n: Numbers, detector: BlockingDetector) -> N
             hint = ("select(0) returns at once, so the loop spins and burns a CPU core. Wait "
                     "timers[0][0] - clock() seconds (the heap's nearest deadline, from the clock "
                     "you are given).")
+            diagnosis = "busy wait"
         elif world.select_calls[:1] == [n.soon] and world.log == []:
             hint = ("After select returns, the nearest timer's deadline has come (deadline <= "
                     "clock()): move it to the ready queue and run it.")
+            diagnosis = "due timer not run"
         elif world.select_calls[:1] == [n.soon]:
             hint = ("Move only the timers whose deadline has passed (deadline <= clock()); the "
                     "others stay in the heap for a later iteration.")
+            diagnosis = "timers run before they are due"
         else:
             hint = ("With nothing ready, wait until the nearest timer: timers[0][0] - clock() "
                     "(the heap keeps the nearest deadline at index 0).")
-    report.add("waits until the nearest timer", ok, msg, hint)
+            diagnosis = "wrong timeout"
+    report.add("waits until the nearest timer", ok, msg, hint, diagnosis)
 
     # 3. Overdue timers: never a negative timeout; all due ones, in deadline order.
     world = World(now=n.late_start)
@@ -238,7 +214,11 @@ def _judge(fn: Any, report: Report, n: Numbers, detector: BlockingDetector) -> N
                "Clamp the timeout at 0 (max(0, ...)): overdue timers must not make it negative."
                if any(isinstance(t, (int, float)) and t < 0 for t in world.select_calls) else
                "Pop due timers with heapq.heappop, which gives them in deadline order (ties in "
-               "the order they were added); the list itself is not sorted.")
+               "the order they were added); the list itself is not sorted.",
+               "negative timeout" if any(isinstance(t, (int, float)) and t < 0
+                                         for t in world.select_calls) else
+               "timers out of order" if sorted(world.log) == sorted(due_order) else
+               "due timers wrong")
 
     # 4. Nothing scheduled: wait for I/O without a timeout; run what I/O made ready.
     world = World(now=n.start, io_ready=["socket readable"])
@@ -253,7 +233,8 @@ def _judge(fn: Any, report: Report, n: Numbers, detector: BlockingDetector) -> N
                "Add the callbacks select returns to the ready queue and run them."
                if world.select_calls != [None] else
                "select returns the callbacks of the ready sockets: add them to the ready queue "
-               "(ready.extend(...)) before running it.")
+               "(ready.extend(...)) before running it.",
+               "wrong timeout" if world.select_calls != [None] else "i/o callbacks dropped")
 
     # 5. A callback that schedules another: the new one waits for the next iteration.
     world = World(now=n.start)
@@ -267,7 +248,8 @@ def _judge(fn: Any, report: Report, n: Numbers, detector: BlockingDetector) -> N
                if "child" in world.log else
                f"ran {_names(world.log)}, {len(ready)} callback(s) left in the ready queue",
                "Count the ready callbacks before running them (n = len(ready)) and run only "
-               "those n; a callback that keeps rescheduling itself would otherwise starve the I/O.")
+               "those n; a callback that keeps rescheduling itself would otherwise starve the I/O.",
+               "runs new callbacks too" if "child" in world.log else "ready callbacks not run")
 
     # 6. Everything at once: ready work, a socket, an overdue timer; order and completeness.
     world = World(now=n.start, io_ready=["socket readable"])
@@ -283,7 +265,9 @@ def _judge(fn: Any, report: Report, n: Numbers, detector: BlockingDetector) -> N
                "Follow the four steps in order: timeout, select (append the I/O callbacks), move "
                "the due timers, and only then run everything in the ready queue, oldest first."
                if world.log != want[:len(world.log)] or len(world.log) < 3 else
-               "Run every callback that is in the ready queue once I/O and timers were added.")
+               "Run every callback that is in the ready queue once I/O and timers were added.",
+               "steps in the wrong order" if world.log != want[:len(world.log)] or len(world.log) < 3
+               else "ready callbacks not run")
 
 
 EXERCISES = {"run_once": check_run_once}

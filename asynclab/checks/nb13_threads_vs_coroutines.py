@@ -21,8 +21,8 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass
 
-from asynclab.checking import Report, observe, require_coroutine_function
-from asynclab.checks._findings import safe_findings
+from asynclab.checking import (Report, hidden_rng, observe, require_coroutine_function,
+                               safe_findings, varied)
 
 NOTEBOOK = "13_threads_vs_coroutines"
 TOLERANCE_S = 1e-3
@@ -42,14 +42,17 @@ class Scenario:
         return max(self.due.values()) + self.send_s
 
 
-def scenario(variant: str) -> Scenario:
+def scenario(variant: str, seed: int | None = None) -> Scenario:
     if variant == "public":
         due = {f"user-{i}": 60.0 + (i * 7919) % 3600 for i in range(1_950)}
         due.update({f"newsletter-{i}": 900.0 for i in range(50)})
         return Scenario(due, send_s=2.0, batch_at=900.0)
-    due = {f"u{i}": 5.0 + ((i * 104729) % 1800) / 2 for i in range(1_471)}
-    due.update({f"batch-{i}": 450.25 for i in range(30)})
-    return Scenario(due, send_s=0.75, batch_at=450.25)
+    rng = hidden_rng(variant, seed)  # hidden: other users, times and batch, from the seed
+    spread, prime = rng.choice([1200, 1800, 2400]), rng.choice([104729, 7919, 15485863])
+    due = {f"u{i}": 5.0 + ((i * prime) % spread) / 2 for i in range(rng.randint(1_200, 1_900))}
+    batch_at = rng.randint(100, spread // 2) + 0.25
+    due.update({f"batch-{i}": batch_at for i in range(rng.randint(30, 60))})
+    return Scenario(due, send_s=rng.choice([0.5, 0.75, 1.0]), batch_at=batch_at)
 
 
 class NoThreads:
@@ -97,7 +100,9 @@ def _learner_line() -> str:
     return "a library call"
 
 
-def check_send_reminders(fn, *, variant: str = "public") -> Report:
+@varied
+def check_send_reminders(fn, *, variant: str = "public",
+                         seed: int | None = None) -> Report:
     """Judge ``send_reminders(due, send)``.
 
     Properties: no thread started (waits need none); every user reminded
@@ -110,7 +115,7 @@ def check_send_reminders(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc = scenario(variant)
+    sc = scenario(variant, seed)
     n = len(sc.due)
     sent: list[tuple[str, float]] = []
     finished: list[str] = []
@@ -145,7 +150,7 @@ def check_send_reminders(fn, *, variant: str = "public") -> Report:
                f"in {threads.refused[0]}",
                "A wait needs no thread: `await asyncio.sleep(delay)` in a task costs about a "
                "kilobyte and no OS thread (lesson 13). asyncio.to_thread, run_in_executor, "
-               "threading.Timer and thread pools all start threads.")
+               "threading.Timer and thread pools all start threads.", "a thread per wait")
 
     early = safe_findings("send_reminders", obs)
     if threads.refused:  # the error is the refused thread, explained above
@@ -170,7 +175,9 @@ def check_send_reminders(fn, *, variant: str = "public") -> Report:
                    else f"{len(missing):,} user(s) got no reminder (e.g. {missing[0]})" if missing
                    else f"{twice[0]} got {counts[twice[0]]} reminders" if twice
                    else f"a reminder went to {strangers[0]!r}, which is not a user id",
-                   "Send one reminder per key of `due`, with `await send(user)`.")
+                   "Send one reminder per key of `due`, with `await send(user)`.",
+                   "reminders lost" if missing else "reminder sent twice" if twice
+                   else "reminder to a stranger")
 
     late = sorted((sc.due[u], t, u) for u, t in sent if u in sc.due
                   and abs(t - sc.due[u]) > TOLERANCE_S)
@@ -193,10 +200,21 @@ def check_send_reminders(fn, *, variant: str = "public") -> Report:
                f"{len(sent):,} of {n:,} reminders had gone out")
     hint = ("One task per user, each doing `await asyncio.sleep(due[user])` then "
             "`await send(user)`, all started before any is awaited (a TaskGroup or gather).")
-    if late and any(t > d for d, t, _ in late) and len(late) < n:
+    if late and any(t > d for d, t, _ in late) and len(late) < n \
+            and max(abs(t - d) for d, t, _ in late) <= len(sent) * sc.send_s + TOLERANCE_S:
         hint = ("Sends take time: a send awaited before the next wait starts delays every later "
                 "reminder. " + hint)
-    report.add("each reminder on time", on_time, msg, hint)
+    if on_time:
+        diagnosis = ""
+    elif late and any(t < d for d, t, _ in late):
+        diagnosis = "sent early"
+    elif obs.hang is not None or not late:
+        diagnosis = "waits one after another"
+    elif max(abs(t - d) for d, t, _ in late) <= len(sent) * sc.send_s + TOLERANCE_S:
+        diagnosis = "sends delay later waits"  # late by the sends before it, no more
+    else:
+        diagnosis = "waits held back"  # a wait that started late: not all waits run together
+    report.add("each reminder on time", on_time, msg, hint, diagnosis)
     if obs.hang is not None:  # ran out of virtual time: one after another, most likely
         return report
 
@@ -210,12 +228,14 @@ def check_send_reminders(fn, *, variant: str = "public") -> Report:
                f"it returned at {ended:g} s; on time, the last send would have finished at "
                f"{sc.last:g} s",
                "Wait for every task you start (a TaskGroup does it for you); tasks still running "
-               "when your function returns are lost when the program ends.")
+               "when your function returns are lost when the program ends.",
+               "fire and forget" if not waited else "returns late")
 
     report.add("returns the number sent", obs.result == n,
                f"it returned {n:,}" if obs.result == n else
                f"it returned {obs.result!r}; {n:,} reminders were due",
-               "Return how many reminders were sent: len(due) once they all went out.")
+               "Return how many reminders were sent: len(due) once they all went out.",
+               "wrong count")
     return report
 
 

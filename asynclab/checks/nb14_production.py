@@ -20,8 +20,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from asynclab.checking import Report, observe, require_coroutine_function
-from asynclab.checks._findings import describe_error, safe_findings
+from asynclab.checking import (Report, describe_error, hidden_rng, observe,
+                               require_coroutine_function, safe_findings, varied)
 from asynclab.fakes import FakeService, ServiceError
 
 NOTEBOOK = "14_production"
@@ -71,8 +71,9 @@ class Scenario:
         return {k: len(v) for k, v in self.expected().items()}
 
 
-def scenarios(variant: str) -> tuple[Scenario, Scenario]:
-    """(the main day, with a straggler; a short day whose in-flight work all ends early)."""
+def scenarios(variant: str, seed: int | None = None) -> tuple[Scenario, Scenario, Scenario]:
+    """(the main day, with a straggler; a short day whose in-flight work all ends early;
+    a day with several stragglers, which must all be cancelled at the same deadline)."""
     if variant == "public":
         latency = [1.0, 1.0, 10.0, 2.0, 1.0, 2.5, 1.0, 1.0]
         main = Scenario({f"req-{i}": float(i) for i in range(8)},
@@ -80,14 +81,53 @@ def scenarios(variant: str) -> tuple[Scenario, Scenario]:
                         stop_at=5.55, drain_timeout_s=3.0)
         short = Scenario({"a": 0.0, "b": 1.0, "c": 4.0}, {"a": 0.5, "b": 3.5, "c": 1.0}, (),
                          stop_at=3.0, drain_timeout_s=5.0)
-        return main, short
-    latency = [0.5, 7.0, 1.5, 0.5, 3.0, 0.25, 9.0, 1.0, 2.0, 0.5]
-    main = Scenario({f"r{i}": i * 0.75 for i in range(10)},
-                    {f"r{i}": t for i, t in enumerate(latency)}, ("r3", "r5"),
-                    stop_at=4.6, drain_timeout_s=1.8)
-    short = Scenario({"x": 0.25, "y": 0.5, "z": 2.5}, {"x": 1.0, "y": 2.25, "z": 0.5}, (),
-                     stop_at=1.5, drain_timeout_s=4.0)
-    return main, short
+        stragglers = Scenario({"s1": 0.0, "s2": 0.5, "s3": 1.0, "s4": 1.5},
+                              {"s1": 30.0, "s2": 0.75, "s3": 30.0, "s4": 30.0}, (),
+                              stop_at=2.0, drain_timeout_s=3.0)
+        return main, short, stragglers
+    rng = hidden_rng(variant, seed)
+    return _hidden_main(rng), _hidden_short(rng), _hidden_stragglers(rng)
+
+
+def _hidden_main(rng: Any) -> Scenario:
+    """A day drawn from ``rng`` with the public day's shape (checked, so any seed works)."""
+    while True:
+        n = rng.randint(8, 11)
+        step = rng.choice([0.5, 0.75, 1.0])
+        latency = [rng.choice([0.25, 0.5, 1.0, 1.5, 2.0, 3.0]) for _ in range(n)]
+        for i in rng.sample(range(n // 2), rng.randint(1, 2)):
+            latency[i] = rng.choice([8.0, 9.0, 12.0])  # stragglers, started early
+        arrivals = {f"r{i}": i * step for i in range(n)}
+        lat = {f"r{i}": t for i, t in enumerate(latency)}
+        failing = tuple(sorted(rng.sample([r for r in lat if lat[r] < 4], 2)))
+        stop_at = round(arrivals[f"r{n // 2 + 1}"] + rng.choice([0.05, 0.3, 0.55]), 2)
+        sc = Scenario(arrivals, lat, failing, stop_at, rng.choice([1.5, 1.8, 2.5, 3.0]))
+        ends = {r: arrivals[r] + lat[r] for r in arrivals}
+        flight = sc.in_flight_at_stop()
+        if (any(ends[r] < sc.deadline - 0.1 for r in flight)  # one drains in time
+                and any(ends[r] > sc.deadline + 0.1 for r in flight)  # one straggles
+                and any(at > stop_at for at in arrivals.values())  # some arrive after
+                and all(abs(e - sc.deadline) > 0.05 for e in ends.values())
+                and not any(sc.drained_at() - 0.05 < at <= sc.drained_at() + CLEANUP_S + 0.05
+                            or at in (sc.stop_at, sc.deadline) for at in arrivals.values())):
+            return sc
+
+
+def _hidden_short(rng: Any) -> Scenario:
+    stop_at = rng.choice([1.5, 2.0, 3.0])
+    drain = rng.choice([4.0, 5.0])
+    return Scenario({"x": 0.25, "y": 0.5, "z": stop_at + 1.0},
+                    {"x": 1.0, "y": stop_at + rng.choice([0.25, 0.75, 1.5]) - 0.5, "z": 0.5}, (),
+                    stop_at=stop_at, drain_timeout_s=drain)
+
+
+def _hidden_stragglers(rng: Any) -> Scenario:
+    count = rng.randint(2, 4)
+    arrivals = {f"slow-{i}": i * 0.5 for i in range(count)}
+    latency = {r: 40.0 for r in arrivals}
+    arrivals["quick"], latency["quick"] = 0.25, 1.0
+    return Scenario(arrivals, latency, (), stop_at=count * 0.5 + 0.25,
+                    drain_timeout_s=rng.choice([1.5, 2.0, 3.0]))
 
 
 @dataclass
@@ -98,8 +138,10 @@ class Day:
     obs: Any
     returned_at: float | None = None
     running_at_return: tuple[str, ...] = ()
+    cancel_asked: tuple[str, ...] = ()  # of those, the ones whose task was told to cancel
     cleanups: tuple[tuple[float, int], ...] = ()  # (start time, handlers running then)
     cleanup_done_at: float | None = None
+    cleanup_while_cancelling: int = 0  # handlers told to cancel, not ended, when cleanup began
 
 
 def play(fn: Any, sc: Scenario) -> Day:
@@ -110,6 +152,8 @@ def play(fn: Any, sc: Scenario) -> Day:
     async def cleanup() -> None:
         loop = asyncio.get_running_loop()
         cleanups.append((loop.time(), service.in_flight))
+        day.cleanup_while_cancelling = sum(1 for c in service.calls if c.outcome == "running"
+                                           and c.task is not None and c.task.cancelling())
         await asyncio.sleep(CLEANUP_S)  # closing a connection pool
         day.cleanup_done_at = loop.time()
 
@@ -136,6 +180,8 @@ def play(fn: Any, sc: Scenario) -> Day:
         finally:
             day.returned_at = loop.time()
             day.running_at_return = tuple(c.key for c in service.calls if c.outcome == "running")
+            day.cancel_asked = tuple(c.key for c in service.calls if c.outcome == "running"
+                                     and c.task is not None and c.task.cancelling())
             for task in helpers:
                 task.cancel()
 
@@ -161,7 +207,9 @@ def _took_down(error: BaseException | None) -> bool:
     return False
 
 
-def check_serve(fn, *, variant: str = "public") -> Report:
+@varied
+def check_serve(fn, *, variant: str = "public",
+                seed: int | None = None) -> Report:
     """Judge ``serve(requests, handle, stop, drain_timeout_s, cleanup)``.
 
     Properties: each request handled as soon as it arrives (concurrently); a
@@ -178,7 +226,7 @@ def check_serve(fn, *, variant: str = "public") -> Report:
     if bad:
         report.findings.append(bad)
         return report
-    sc, short = scenarios(variant)
+    sc, short, several = scenarios(variant, seed)
     day = play(fn, sc)
     obs, service = day.obs, day.service
     report.timeline = obs.timeline
@@ -191,6 +239,7 @@ def check_serve(fn, *, variant: str = "public") -> Report:
                             "or `stop` (asyncio.wait with FIRST_COMPLETED).")
         if finding.prop == "runs without error" and _took_down(obs.error):
             finding.prop = "a failing request does not stop the server"
+            finding.diagnosis = "stopped by a failure"
             finding.message = (f"one request's error escaped from serve: "
                                f"{describe_error(obs.error)}")
             finding.hint = ("Start each request with asyncio.create_task and collect its outcome "
@@ -211,13 +260,14 @@ def check_serve(fn, *, variant: str = "public") -> Report:
                "every request was started the moment it arrived" if not delayed else
                f"{delayed[0]} arrived at {sc.arrivals[delayed[0]]:g} s but {started(delayed[0])}",
                "Start a task per request (asyncio.create_task) instead of awaiting each handler "
-               "before taking the next request.")
+               "before taking the next request.", "one at a time")
 
     # 2. Survives a failing request (it did not raise, see above); the failure is counted below.
     failed_ok = all(service.calls_for(r) for r in sc.failing)
     report.add("a failing request does not stop the server", failed_ok,
                f"the server kept serving after {', '.join(sc.failing)} failed" if failed_ok else
-               f"{sc.failing[0]} was never started", "Keep serving when one request fails.")
+               f"{sc.failing[0]} was never started", "Keep serving when one request fails.",
+               "stopped by a failure")
 
     # 3. Stop accepting at the signal.
     late = [c for c in service.calls if c.start > sc.stop_at + TOLERANCE_S]
@@ -227,7 +277,8 @@ def check_serve(fn, *, variant: str = "public") -> Report:
                f"{sc.stop_at:g} s",
                "Once `stop` is set, take no more requests from the queue. Checking `stop` only "
                "between requests is too late: the next `await requests.get()` still takes one. "
-               "Wait for whichever comes first, a request or the stop signal.")
+               "Wait for whichever comes first, a request or the stop signal.",
+               "accepts after the signal")
 
     # 4. Drain: in-flight requests that can finish before the deadline do.
     expected = sc.expected()
@@ -240,7 +291,7 @@ def check_serve(fn, *, variant: str = "public") -> Report:
                + (f"was cancelled at {service.calls_for(cut_short[0])[0].end:g} s"
                   if service.calls_for(cut_short[0]) else "was never started"),
                "After the stop signal, give the running handlers up to drain_timeout_s to finish "
-               "(asyncio.wait with a timeout) before cancelling anything.")
+               "(asyncio.wait with a timeout) before cancelling anything.", "no drain")
 
     # 5. Stragglers cancelled exactly at the deadline.
     wrong = []
@@ -249,18 +300,53 @@ def check_serve(fn, *, variant: str = "public") -> Report:
         if call is None:
             wrong.append(f"{req} was never started")
         elif req in day.running_at_return:
-            wrong.append(f"{req} was still running when serve returned: nobody cancelled it")
+            wrong.append(f"{req} was cancelled, but still running when serve returned: nobody "
+                         "waited for it to end" if req in day.cancel_asked else
+                         f"{req} was still running when serve returned: nobody cancelled it")
         elif call.outcome == "ok":
             wrong.append(f"{req} ran to its end at {call.end:g} s: no drain deadline")
         elif call.end is not None and abs(call.end - sc.deadline) > TOLERANCE_S:
             wrong.append(f"{req} was cancelled at {call.end:g} s, not at the drain deadline "
                          f"({sc.stop_at:g} + {sc.drain_timeout_s:g} = {sc.deadline:g} s)")
-    report.add("stragglers cancelled at the deadline", not wrong,
+    if not wrong:
+        wrong_several, late_several = _several_stragglers(fn, several)
+    else:
+        wrong_several, late_several = [], False
+    if wrong:
+        diagnosis = ("stragglers left running" if "nobody cancelled it" in wrong[0] else
+                     "cancelled but not awaited" if "nobody waited" in wrong[0] else
+                     "no drain deadline" if "no drain deadline" in wrong[0] else
+                     "straggler never started" if "never started" in wrong[0] else
+                     "deadline measured late")
+    elif wrong_several:
+        diagnosis = ("stragglers drained one after another" if late_several else
+                     "stragglers left running")
+    else:
+        diagnosis = ""
+    hints = {
+        "stragglers drained one after another":
+            "One deadline for all of them: wait for every handler at once "
+            "(`asyncio.wait(tasks, timeout=drain_timeout_s)`), then cancel those not done. "
+            "Waiting for each in turn with the full timeout gives every straggler its own "
+            "deadline.",
+        "stragglers left running": "At the drain deadline, cancel the handlers still running "
+                                   "and wait for them (gather(..., return_exceptions=True)).",
+        "cancelled but not awaited": "`task.cancel()` only asks: wait for the cancelled "
+                                     "handlers to end (`await asyncio.gather(*pending, "
+                                     "return_exceptions=True)`) before the cleanup.",
+        "no drain deadline": "Give the handlers at most drain_timeout_s after the stop signal: "
+                             "`asyncio.wait(tasks, timeout=...)`, then cancel the rest.",
+    }
+    report.add("stragglers cancelled at the deadline", not wrong and not wrong_several,
                f"the {len(expected['cancelled'])} request(s) still running at {sc.deadline:g} s "
-               "were cancelled then" if not wrong else wrong[0],
-               "At the drain deadline, cancel the handlers still running and wait for them "
-               "(gather(..., return_exceptions=True)). Measure the deadline from the moment "
-               "`stop` was set: polling `stop` with a timeout notices it late.")
+               "were cancelled then, and on a day with several stragglers all were cancelled "
+               "at the one deadline" if not wrong and not wrong_several else
+               (wrong or wrong_several)[0],
+               hints.get(diagnosis,
+                         "At the drain deadline, cancel the handlers still running and wait for "
+                         "them (gather(..., return_exceptions=True)). Measure the deadline from "
+                         "the moment `stop` was set: polling `stop` with a timeout notices it "
+                         "late."), diagnosis)
 
     # 6. Cleanup: once, after every handler ended.
     if not day.cleanups:
@@ -275,9 +361,18 @@ def check_serve(fn, *, variant: str = "public") -> Report:
         ok, msg = False, "cleanup was started but serve returned before it finished"
     else:
         ok, msg = True, f"cleanup ran once, at {day.cleanups[0][0]:g} s, after the last request"
+    diagnosis = ("" if ok else "cleanup never awaited" if not day.cleanups else
+                 "cleanup twice" if len(day.cleanups) > 1 else
+                 "cancelled but not awaited" if day.cleanups[0][1]
+                 and day.cleanup_while_cancelling >= day.cleanups[0][1] else
+                 "cleanup before the drain" if day.cleanups[0][1] else "cleanup not finished")
     report.add("cleans up after the last request", ok, msg,
+               "You cancel the stragglers, but `task.cancel()` only asks: wait for them to end "
+               "(`await asyncio.gather(*pending, return_exceptions=True)`) before the cleanup."
+               if diagnosis == "cancelled but not awaited" else
                "`await cleanup()` once, at the very end: after the drain and the cancellations, "
-               "when no request is running any more (a `finally:` block makes sure it runs).")
+               "when no request is running any more (a `finally:` block makes sure it runs).",
+               diagnosis)
 
     # 7. Returns promptly: right after the cleanup, at the deadline at the latest.
     latest = sc.deadline + CLEANUP_S
@@ -287,7 +382,7 @@ def check_serve(fn, *, variant: str = "public") -> Report:
                f"{CLEANUP_S:g} s of cleanup)" if prompt else
                f"serve returned at {day.returned_at:g} s; the drain deadline was "
                f"{sc.deadline:g} s (plus {CLEANUP_S:g} s of cleanup)",
-               "Never wait longer than drain_timeout_s after the stop signal.")
+               "Never wait longer than drain_timeout_s after the stop signal.", "returns late")
 
     # 8. The counts.
     want = sc.counts()
@@ -296,7 +391,7 @@ def check_serve(fn, *, variant: str = "public") -> Report:
                f"returned {obs.result!r}, expected {want}",
                "Return {'completed': ..., 'failed': ..., 'cancelled': ..., 'not_started': ...}; "
                "a failed request raised, a cancelled one was cut at the deadline, not_started is "
-               "what is left in the queue.")
+               "what is left in the queue.", "wrong counts")
 
     # 9. A short day: everything in flight ends early; serve must not sit out the timeout.
     quick = play(fn, short)
@@ -311,8 +406,36 @@ def check_serve(fn, *, variant: str = "public") -> Report:
                f"{short.drain_timeout_s:g} s)" if quick.returned_at is not None else
                "on a second, shorter day serve did not return",
                "Do not sleep for the whole drain timeout: wait for the handlers *with* a timeout "
-               "(asyncio.wait(tasks, timeout=...)), which returns as soon as they are all done.")
+               "(asyncio.wait(tasks, timeout=...)), which returns as soon as they are all done.",
+               "sits out the drain timeout")
     return report
+
+
+def _several_stragglers(fn: Any, sc: Scenario) -> tuple[list[str], bool]:
+    """A day with several stragglers: all must be cancelled at the one drain deadline.
+
+    Returns what went wrong (empty when nothing did), and whether a straggler was cut
+    later than the deadline (each given a drain timeout of its own, one after another).
+    """
+    day = play(fn, sc)
+    if day.obs.hang is not None or day.obs.error is not None:
+        return [], False
+    wrong, late = [], False
+    for req in sc.expected()["cancelled"]:
+        calls = day.service.calls_for(req)
+        if not calls:
+            continue
+        call = calls[0]
+        if req in day.running_at_return:
+            wrong.append(f"on a day with {len(sc.expected()['cancelled'])} stragglers, {req} was "
+                         "still running when serve returned")
+        elif call.end is not None and call.end > sc.deadline + TOLERANCE_S:
+            late = True
+            wrong.append(f"on a day with {len(sc.expected()['cancelled'])} stragglers (stop at "
+                         f"{sc.stop_at:g} s, drain timeout {sc.drain_timeout_s:g} s), {req} was "
+                         f"cancelled at {call.end:g} s, {call.end - sc.deadline:g} s after the "
+                         f"deadline ({sc.deadline:g} s)")
+    return wrong, late
 
 
 EXERCISES = {"serve": check_serve}

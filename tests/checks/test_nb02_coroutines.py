@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from asynclab.checks import check
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 async def place_order(order_id, shop):
@@ -32,7 +32,8 @@ async def place_order(order_id, shop):
         await shop.release(reservation)
         raise
     return await shop.send_receipt(order_id, payment)
-''', "results passed on", "charge() received a coroutine object Shop.reserve()"),
+''', "results passed on", "charge() received a coroutine object Shop.reserve()",
+      "forgotten await"),
     "forgotten await on release": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
@@ -42,7 +43,8 @@ async def place_order(order_id, shop):
         shop.release(reservation)
         raise
     return await shop.send_receipt(order_id, payment)
-''', "reservation released when payment fails", "called but never awaited"),
+''', "reservation released when payment fails", "called but never awaited",
+      "release not awaited"),
     "returns the coroutine instead of awaiting it": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
@@ -52,7 +54,8 @@ async def place_order(order_id, shop):
         await shop.release(reservation)
         raise
     return shop.send_receipt(order_id, payment)
-''', "returns a value, not an awaitable", "returned a coroutine object Shop.send_receipt()"),
+''', "returns a value, not an awaitable", "returned a coroutine object Shop.send_receipt()",
+      "returned an awaitable"),
     "swallows the payment error": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
@@ -62,7 +65,8 @@ async def place_order(order_id, shop):
         await shop.release(reservation)
         return None
     return await shop.send_receipt(order_id, payment)
-''', "the payment error reaches the caller", "returned None for a declined card"),
+''', "the payment error reaches the caller", "returned None for a declined card",
+      "error swallowed"),
     "returns the error message": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
@@ -72,7 +76,8 @@ async def place_order(order_id, shop):
         await shop.release(reservation)
         return str(error)
     return await shop.send_receipt(order_id, payment)
-''', "the payment error reaches the caller", "returned 'card declined for order B-99'"),
+''', "the payment error reaches the caller", "returned 'card declined for order B-99'",
+      "error swallowed"),
     "raises a different exception": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
@@ -82,13 +87,15 @@ async def place_order(order_id, shop):
         await shop.release(reservation)
         raise RuntimeError("payment failed")
     return await shop.send_receipt(order_id, payment)
-''', "the payment error reaches the caller", "raised RuntimeError: payment failed"),
+''', "the payment error reaches the caller", "raised RuntimeError: payment failed",
+      "error replaced"),
     "never releases": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
     payment = await shop.charge(order_id, reservation)
     return await shop.send_receipt(order_id, payment)
-''', "reservation released when payment fails", "release() was never called"),
+''', "reservation released when payment fails", "release() was never called",
+      "never releases"),
     "releases in finally": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
@@ -97,7 +104,8 @@ async def place_order(order_id, shop):
     finally:
         await shop.release(reservation)
     return await shop.send_receipt(order_id, payment)
-''', "no release after a successful payment", "called for an order that was paid for"),
+''', "no release after a successful payment", "called for an order that was paid for",
+      "releases after a successful payment"),
     "releases the order id": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
@@ -107,7 +115,8 @@ async def place_order(order_id, shop):
         await shop.release(order_id)
         raise
     return await shop.send_receipt(order_id, payment)
-''', "reservation released when payment fails", "release() was called with ('B-99',)"),
+''', "reservation released when payment fails", "release() was called with ('B-99',)",
+      "released the wrong thing"),
     "release started but not awaited": ('''
 import asyncio
 
@@ -119,7 +128,8 @@ async def place_order(order_id, shop):
         asyncio.create_task(shop.release(reservation))
         raise
     return await shop.send_receipt(order_id, payment)
-''', "reservation released when payment fails", "had not finished when place_order ended"),
+''', "reservation released when payment fails", "had not finished when place_order ended",
+      "release not finished"),
     "returns the payment, not the receipt": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
@@ -130,7 +140,7 @@ async def place_order(order_id, shop):
         raise
     await shop.send_receipt(order_id, payment)
     return payment
-''', "returns the receipt", "returned 'P-A-17'"),
+''', "returns the receipt", "returned 'P-A-17'", "wrong return value"),
     "time.sleep to let the bank settle": ('''
 import time
 
@@ -143,21 +153,70 @@ async def place_order(order_id, shop):
         raise
     time.sleep(0.5)
     return await shop.send_receipt(order_id, payment)
-''', "never blocks the event loop", "time.sleep(0.5) in place_order()"),
+''', "never blocks the event loop", "time.sleep(0.5) in place_order()",
+      "blocked the loop"),
     "crashes on a paid order": ('''
 async def place_order(order_id, shop):
     reservation = await shop.reserve(order_id)
     payment = await shop.charge(order_id, reservation)
     return await shop.send_receipt(order_id, payment.amount)
-''', "runs without error", "AttributeError"),
+''', "runs without error", "AttributeError", "raised an error"),
+    "the try also covers the receipt": ('''
+async def place_order(order_id, shop):
+    reservation = await shop.reserve(order_id)
+    try:
+        payment = await shop.charge(order_id, reservation)
+        return await shop.send_receipt(order_id, payment)
+    except Exception:
+        await shop.release(reservation)
+        raise
+''', "a failure after the payment keeps it", "the customer has paid for nothing",
+      "try covers a later step"),
+    "the try covers everything, bare except": ('''
+async def place_order(order_id, shop):
+    reservation = None
+    try:
+        reservation = await shop.reserve(order_id)
+        payment = await shop.charge(order_id, reservation)
+        return await shop.send_receipt(order_id, payment)
+    except:
+        if reservation is not None:
+            await shop.release(reservation)
+        raise
+''', "a failure after the payment keeps it", "release() gave the stock back",
+      "try covers a later step"),
+    "releases even when the reservation failed": ('''
+async def place_order(order_id, shop):
+    try:
+        reservation = await shop.reserve(order_id)
+        payment = await shop.charge(order_id, reservation)
+    except Exception:
+        await shop.release(f"R-{order_id}")
+        raise
+    return await shop.send_receipt(order_id, payment)
+''', "a failed reservation stops the order", "release() was still called",
+      "released what was never reserved"),
+    "a receipt failure becomes None": ('''
+async def place_order(order_id, shop):
+    reservation = await shop.reserve(order_id)
+    try:
+        payment = await shop.charge(order_id, reservation)
+    except Exception:
+        await shop.release(reservation)
+        raise
+    try:
+        return await shop.send_receipt(order_id, payment)
+    except ConnectionError:
+        return None
+''', "a failure after the payment keeps it", "returned None", "error swallowed"),
     "not async": ('''
 def place_order(order_id, shop):
     return None
-''', "is a coroutine function", "plain function"),
+''', "is a coroutine function", "plain function", "not async"),
     "stub": ('''
 async def place_order(order_id, shop):
     raise NotImplementedError("write your solution here")
-''', "written", "not written yet"),
+''', "written", "not written yet", "not written"),
 }
 
 
@@ -169,22 +228,27 @@ def test_reference_passes(variant):
 
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
-    code, prop, fragment = WRONG[name]
+    code, prop, fragment, diagnosis = WRONG[name]
     report = check(define(code, "place_order"))
     assert not report.passed
-    failed = failed_props(report)
     props = [f.prop for f in report.findings]
     assert len(props) == len(set(props)), report.text()
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, diagnosis)
 
 
+@pytest.mark.parametrize("seed", [None, 7, 8])
 @pytest.mark.parametrize("name", ["never releases", "swallows the payment error",
-                                  "forgotten await on reserve"])
-def test_hidden_variant_rejects_them_too(name):
-    code, prop, _ = WRONG[name]
-    report = check(define(code, "place_order"), variant="hidden")
+                                  "forgotten await on reserve", "the try also covers the receipt"])
+def test_hidden_variant_rejects_them_too(name, seed):
+    code, prop, _, diagnosis = WRONG[name]
+    report = check(define(code, "place_order"), variant="hidden", seed=seed)
     assert prop in failed_props(report), report.text()
+    assert diagnosis in report.diagnoses
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_reference_passes_any_hidden_seed(seed):
+    assert check(define(REFERENCE, "place_order"), variant="hidden", seed=seed).passed
 
 
 def test_forgotten_awaits_are_also_reported_as_such():

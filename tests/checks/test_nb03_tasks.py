@@ -217,6 +217,26 @@ def test_correct_solutions_pass(code, variant):
     assert report.passed, report.text()
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'awaits the heartbeat loop itself': 'awaits the endless loop',
+    'gathers the work with the endless heartbeat': 'waits for the endless loop',
+    'never cancelled': 'heartbeat never cancelled',
+    'cancelled but not awaited': 'cancelled but not awaited',
+    'no finally: leaks when the work fails': 'no finally',
+    'awaits the cancelled task without catching CancelledError': 'cancellation not caught',
+    'catches Exception around the cancelled task': 'cancellation not caught',
+    'heartbeat started after the work': 'heartbeat never beats',
+    'stops with a flag instead of cancelling': 'stops late',
+    "swallows the work's error": 'error swallowed',
+    'time.sleep between beats': 'blocked the loop',
+    'forgotten await on beat': 'forgotten await',
+    "returns the work's coroutine": 'returned an awaitable',
+    'not async': 'not async',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
@@ -228,6 +248,7 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
     props = [f.prop for f in report.findings]
     assert len(props) == len(set(props)), report.text()
     assert prop in failed, report.text()
+    assert DIAGNOSIS[name] in report.diagnoses, (report.diagnoses, report.text())
     assert fragment in failed[prop] + report.text(), report.text()
 
 

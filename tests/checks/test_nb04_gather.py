@@ -202,6 +202,25 @@ def test_correct_solutions_pass(code, variant):
     assert report.passed, report.text()
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'one by one': 'one after another',
+    'gather without return_exceptions': 'first failure escapes',
+    'a TaskGroup': 'taskgroup cancels all',
+    'as_completed zipped with the names': 'results under the wrong names',
+    'exception objects in errors': 'exception objects instead of messages',
+    'failures left in results': 'failures left in results',
+    'only ConnectionError caught': 'first failure escapes',
+    'service functions instead of calls': 'raised an error',
+    'each service called twice': 'service called twice',
+    'forgotten await on gather': 'forgotten await',
+    'returns a list': 'not a pair of dicts',
+    'time.sleep between calls': 'blocked the loop',
+    'not async': 'not async',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
@@ -211,6 +230,7 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
     props = [f.prop for f in report.findings]
     assert len(props) == len(set(props)), report.text()
     assert prop in failed, report.text()
+    assert DIAGNOSIS[name] in report.diagnoses, (report.diagnoses, report.text())
     assert fragment in failed[prop], report.text()
 
 

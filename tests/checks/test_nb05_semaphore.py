@@ -6,7 +6,7 @@ import pytest
 
 from asynclab.checks import check
 from asynclab.checks.nb05_semaphore import best_makespan
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import asyncio
@@ -28,6 +28,25 @@ async def fetch_all_urls(urls, fetch, max_concurrent=10, timeout_s=5.0):
 
 # name: (code, the property that must fail, a fragment of its message)
 WRONG = {
+    "workers that each take an even share": ('''
+import asyncio
+
+async def fetch_all_urls(urls, fetch, max_concurrent=10, timeout_s=5.0):
+    results = {}
+    share = len(urls) // max_concurrent
+
+    async def worker(mine):
+        for url in mine:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    results[url] = await fetch(url)
+            except TimeoutError:
+                results[url] = None
+
+    await asyncio.gather(*(worker(urls[i * share:(i + 1) * share])
+                           for i in range(max_concurrent)))
+    return results
+''', "every URL in the result", "with 2 URLs and 4 slots it returned {}"),
     "sequential": ('''
 import asyncio
 
@@ -155,14 +174,28 @@ def test_reference_passes(variant):
     assert report.passed, report.text()
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'workers that each take an even share': 'assumes more urls than slots',
+    'sequential': 'one after another',
+    'no limit': 'limit never applied',
+    'no timeout': 'no timeout',
+    'timeout counts the queue': 'timeout counts the queue',
+    'one timeout for everything': 'timeout counts the queue',
+    'batches': 'in batches',
+    'time.sleep in a coroutine': 'blocked the loop',
+    'forgotten await': 'forgotten await',
+    'not async': 'not async',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "fetch_all_urls"))
     assert not report.passed
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["sequential", "no limit", "no timeout"])

@@ -8,7 +8,7 @@ import pytest
 
 from asynclab.checks import check
 from asynclab.checks.nb06_timeouts import scenario
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import asyncio
@@ -246,14 +246,33 @@ def test_right_solutions_pass(code, variant):
     assert report.passed, report.text()
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'a timeout per step': 'a timeout per step',
+    'no timeout': 'no timeout',
+    'remaining budget measured with time.monotonic': 'a timeout per step',
+    'asyncio.wait stops waiting but does not cancel': 'step left running',
+    'shield keeps the step running': 'step left running',
+    'swallows the cancellation and goes on': 'swallowed cancellation',
+    'swallows the cancellation and stops': 'swallowed cancellation',
+    'catches CancelledError with TimeoutError': 'swallowed cancellation',
+    'raises TimeoutError': 'raises instead of returning',
+    'timeout_at with a duration': 'deadline measured from the wrong moment',
+    'steps run concurrently': 'steps overlap',
+    'waits for the deadline': 'waits for the deadline',
+    'time.sleep between steps': 'blocked the loop',
+    'forgotten await': 'forgotten await',
+    'not async': 'not async',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "run_pipeline"))
     assert not report.passed
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["a timeout per step", "no timeout", "shield keeps the step running",
@@ -277,8 +296,9 @@ def test_a_check_takes_well_under_a_second():
 
 
 def test_scenarios_cut_a_step_in_the_middle():
-    for variant in ("public", "hidden"):
-        sc = scenario(variant)
+    for variant, seed in (("public", None), ("hidden", None), ("hidden", 1), ("hidden", 2),
+                          ("hidden", 3), ("hidden", 4)):
+        sc = scenario(variant, seed)
         done, cut = sc.expected_overrun()
         assert sc.start_of(cut) < sc.deadline_s < sc.start_of(cut) + sc.overrun[cut]
         assert sum(sc.fits.values()) < sc.fits_deadline_s

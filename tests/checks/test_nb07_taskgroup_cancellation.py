@@ -7,7 +7,7 @@ import time
 import pytest
 
 from asynclab.checks import check
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import asyncio
@@ -80,6 +80,9 @@ GOOD_FETCH_ONE = '''
 
 # name: (code, the property that must fail, a fragment of its message)
 WRONG = {
+    "cancels the others by hand but does not wait for them": (BY_HAND.replace(
+        "        await asyncio.wait(tasks)\n", ""),
+        "the other fetches are cancelled at once", "nobody waited for them to end"),
     "gather leaves the others running": (f'''
 import asyncio
 
@@ -287,6 +290,60 @@ async def fetch_all_or_nothing(keys, fetch, release):
 async def fetch_all_or_nothing(keys, fetch, release):
     return {key: fetch(key) for key in keys}
 ''', "every coroutine awaited", "a forgotten `await`"),
+    "a per-key coroutine returns None when cancelled": (f'''
+import asyncio
+
+async def fetch_all_or_nothing(keys, fetch, release):
+    async def fetch_one(key):
+        try:
+            return await fetch(key)
+        except asyncio.CancelledError:
+            return None
+        finally:
+            release(key)
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = {{key: tg.create_task(fetch_one(key)) for key in keys}}
+    return {{key: task.result() for key, task in tasks.items()}}
+''', "a cancelled fetch stays cancelled", "its task returned a value instead of ending cancelled"),
+    "a per-key coroutine turns cancellation into an error": (f'''
+import asyncio
+
+async def fetch_all_or_nothing(keys, fetch, release):
+    async def fetch_one(key):
+        try:
+            return await fetch(key)
+        except asyncio.CancelledError:
+            raise RuntimeError(f"{{key}} interrupted")
+        finally:
+            release(key)
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = {{key: tg.create_task(fetch_one(key)) for key in keys}}
+    return {{key: task.result() for key, task in tasks.items()}}
+''', "a cancelled fetch stays cancelled", "its task raised RuntimeError instead of ending cancelled"),
+    "returns what it has when cancelled late": ('''
+import asyncio
+
+async def fetch_all_or_nothing(keys, fetch, release):
+    results = {}
+
+    async def fetch_one(key):
+        try:
+            results[key] = await fetch(key)
+        finally:
+            release(key)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for key in keys:
+                tg.create_task(fetch_one(key))
+    except asyncio.CancelledError:
+        if results:  # some data is better than none
+            return results
+        raise
+    return results
+''', "cancellation from the caller propagates", "cancelled by its caller at 2.25 s, it returned"),
     "not async": ('''
 def fetch_all_or_nothing(keys, fetch, release):
     return {}
@@ -298,11 +355,39 @@ async def fetch_all_or_nothing(keys, fetch, release):
 }
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'cancels the others by hand but does not wait for them': 'cancelled but not awaited',
+    'gather leaves the others running': 'siblings left running',
+    'gather(return_exceptions=True), then raise': 'siblings left running',
+    'errors kept as values': 'error swallowed',
+    'except* logs and swallows': 'error swallowed',
+    'results read from cancelled tasks': 'cancelled instead of failing',
+    'no finally': 'never releases',
+    'cleanup in except Exception': 'never releases',
+    'released twice': 'released twice',
+    'released before the fetch ends': 'released too early',
+    'a sibling swallows its cancellation and retries': 'swallowed cancellation',
+    'a sibling swallows its cancellation forever': 'swallowed cancellation',
+    "swallows the caller's cancellation": 'swallowed cancellation',
+    'a per-key coroutine returns None when cancelled': 'swallowed cancellation',
+    'a per-key coroutine turns cancellation into an error': 'swallowed cancellation',
+    'returns what it has when cancelled late': 'swallowed cancellation',
+    'sequential': 'one after another',
+    'time.sleep in the cleanup': 'blocked the loop',
+    'release awaited': 'raised an error',
+    'forgotten await': 'forgotten await',
+    'not async': 'not async',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("variant", ["public", "hidden"])
 @pytest.mark.parametrize("code", [REFERENCE, UNWRAPPED, BY_HAND],
                          ids=["reference", "unwrapped error", "by hand"])
-def test_right_solutions_pass(code, variant):
-    report = check(define(code, "fetch_all_or_nothing"), variant=variant)
+@pytest.mark.parametrize("seed", [None, 3])
+def test_right_solutions_pass(code, variant, seed):
+    report = check(define(code, "fetch_all_or_nothing"), variant=variant, seed=seed)
     assert report.passed, report.text()
 
 
@@ -311,18 +396,20 @@ def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "fetch_all_or_nothing"))
     assert not report.passed
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["gather leaves the others running", "no finally",
                                   "cleanup in except Exception", "swallows the caller's cancellation",
-                                  "a sibling swallows its cancellation and retries", "sequential"])
-def test_hidden_variant_rejects_them_too(name):
+                                  "a sibling swallows its cancellation and retries", "sequential",
+                                  "a per-key coroutine returns None when cancelled",
+                                  "returns what it has when cancelled late"])
+@pytest.mark.parametrize("seed", [None, 5])
+def test_hidden_variant_rejects_them_too(name, seed):
     code, prop, _ = WRONG[name]
-    report = check(define(code, "fetch_all_or_nothing"), variant="hidden")
+    report = check(define(code, "fetch_all_or_nothing"), variant="hidden", seed=seed)
     assert prop in failed_props(report), report.text()
+    assert DIAGNOSIS[name] in report.diagnoses
 
 
 @pytest.mark.parametrize("name", ["gather leaves the others running",

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from asynclab.checks import check
-from asynclab.checks.nb08_pitfalls import LegacyDirectory
-from conftest import define, failed_props
+from asynclab.fakes import LegacyDirectory
+from conftest import assert_diagnosed, define, failed_props
 
 LOOKUP = '''
 import asyncio
@@ -49,10 +49,34 @@ async def guarded_work(job, cleanup):
 
 # name: (code, the property that must fail, a fragment of its message)
 WRONG_LOOKUP = {
+    "executor.map on the loop's thread": ('''
+from concurrent.futures import ThreadPoolExecutor
+
+async def lookup_all(keys, legacy_lookup):
+    with ThreadPoolExecutor(max_workers=len(keys)) as pool:
+        return list(pool.map(legacy_lookup, keys))
+''', "never blocks the event loop", "a wait for another thread in lookup_all(), line 6"),
+    "future.result() in a comprehension": ('''
+from concurrent.futures import ThreadPoolExecutor
+
+async def lookup_all(keys, legacy_lookup):
+    pool = ThreadPoolExecutor(max_workers=8)
+    futures = [pool.submit(legacy_lookup, key) for key in keys]
+    return [future.result() for future in futures]
+''', "never blocks the event loop", "a wait for another thread in lookup_all(), line 7"),
+    "run_in_executor futures waited with concurrent.futures.wait": ('''
+import concurrent.futures
+
+async def lookup_all(keys, legacy_lookup):
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+    futures = [pool.submit(legacy_lookup, key) for key in keys]
+    concurrent.futures.wait(futures)
+    return [future.result() for future in futures]
+''', "never blocks the event loop", "a wait for another thread in lookup_all(), line 7"),
     "blocking call on the loop": ('''
 async def lookup_all(keys, legacy_lookup):
     return [legacy_lookup(k) for k in keys]
-''', "never blocks the event loop", "legacy_lookup() in <listcomp>(), line 3"),
+''', "never blocks the event loop", "legacy_lookup() in lookup_all(), line 3"),
     "wrapped in a coroutine, still blocking": ('''
 import asyncio
 
@@ -181,17 +205,41 @@ async def guarded_work(job, cleanup):
 }
 
 
+DIAGNOSIS = {
+    "executor.map on the loop's thread": "blocked the loop",
+    "future.result() in a comprehension": "blocked the loop",
+    "run_in_executor futures waited with concurrent.futures.wait": "blocked the loop",
+    'blocking call on the loop': 'blocked the loop',
+    'wrapped in a coroutine, still blocking': 'blocked the loop',
+    'threads one after another': 'one after another',
+    'a dict instead of a list': 'wrong results',
+    'forgotten await': 'forgotten await',
+    'stub': 'not written',
+    'swallowed cancellation': 'swallowed cancellation',
+    'bare except': 'swallowed cancellation',
+    'retry on any error': 'swallowed cancellation',
+    'cleanup only on errors': 'no cleanup on cancellation',
+    'no cleanup after an error': 'no cleanup after an error',
+    'error swallowed': 'error swallowed',
+    'cleanup left to a background task': 'no cleanup',
+    'forgotten await on cleanup': 'forgotten await',
+    'time.sleep in cleanup path': 'blocked the loop',
+}
+
+
 @pytest.mark.parametrize("variant", ["public", "hidden"])
 @pytest.mark.parametrize("code", [LOOKUP, LOOKUP_EXECUTOR], ids=["to_thread", "run_in_executor"])
-def test_lookup_references_pass(code, variant):
-    report = check(define(code, "lookup_all"), variant=variant)
+@pytest.mark.parametrize("seed", [None, 4])
+def test_lookup_references_pass(code, variant, seed):
+    report = check(define(code, "lookup_all"), variant=variant, seed=seed)
     assert report.passed, report.text()
 
 
 @pytest.mark.parametrize("variant", ["public", "hidden"])
 @pytest.mark.parametrize("code", [GUARDED, GUARDED_EXCEPT_RAISE], ids=["finally", "except-raise"])
-def test_guarded_references_pass(code, variant):
-    report = check(define(code, "guarded_work"), variant=variant)
+@pytest.mark.parametrize("seed", [None, 4])
+def test_guarded_references_pass(code, variant, seed):
+    report = check(define(code, "guarded_work"), variant=variant, seed=seed)
     assert report.passed, report.text()
 
 
@@ -199,9 +247,7 @@ def test_guarded_references_pass(code, variant):
 def test_wrong_lookup_is_rejected(name):
     code, prop, fragment = WRONG_LOOKUP[name]
     report = check(define(code, "lookup_all"))
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 def test_a_lookup_on_the_loop_thread_never_waits_at_the_barrier():
@@ -223,9 +269,7 @@ def test_a_lookup_on_the_loop_thread_never_waits_at_the_barrier():
 def test_wrong_guarded_work_is_rejected(name):
     code, prop, fragment = WRONG_GUARDED[name]
     report = check(define(code, "guarded_work"))
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["swallowed cancellation", "bare except", "error swallowed"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asynclab.checks import check
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import asyncio
@@ -95,7 +95,7 @@ WRONG = {
     "forgotten await on get": (variant_of("while (item := await queue.get()) is not None:",
                                           "while (item := queue.get()) is not None:"),
                                "every coroutine awaited", "a coroutine object Queue.get()"),
-    "the tutorial's consumer, with join()": (variant_of(
+    "sentinels and join() mixed": (variant_of(
         "        while (item := await queue.get()) is not None:\n            await process(item)\n"
         "            done += 1\n",
         "        while True:\n            item = await queue.get()\n            if item is None:\n"
@@ -132,13 +132,29 @@ def test_correct_solutions_pass(code, variant):
     assert report.passed, report.text()
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'unbounded queue': 'queue unbounded',
+    'one sentinel for three consumers': 'waits forever',
+    'consumer that never stops': 'waits forever',
+    'consumers never cancelled after join': 'consumers never stopped',
+    'one consumer only': 'consumers one after another',
+    'producer loses the last item': 'items lost',
+    'time.sleep in a consumer': 'blocked the loop',
+    'forgotten await on put': 'items lost',
+    'forgotten await on get': 'forgotten await',
+    'sentinels and join() mixed': 'waits forever',
+    'consumers awaited one after another': 'consumers one after another',
+    'one producer per consumer': 'item processed twice',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "process_items"))
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 def test_a_deadlock_gets_the_queue_hint():
@@ -149,7 +165,7 @@ def test_a_deadlock_gets_the_queue_hint():
 
 def test_join_waiting_for_sentinels_names_exactly_the_stuck_tasks():
     """The consumers stopped; only the producer (in join()) and the caller still wait."""
-    report = check(define(WRONG["the tutorial's consumer, with join()"][0], "process_items"))
+    report = check(define(WRONG["sentinels and join() mixed"][0], "process_items"))
     message = failed_props(report)["finishes"]
     assert message.endswith("still waiting when time stopped: process_items, producer"), message
 

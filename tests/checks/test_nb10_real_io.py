@@ -9,7 +9,7 @@ import pytest
 from asynclab.checks import check
 from asynclab.checks.nb10_real_io import earliest_starts, limiter_scenario
 from asynclab.labserver import busiest_window
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 LIMITER_TAIL = '''
     async def __aenter__(self):
@@ -76,6 +76,13 @@ class RateLimiter:
 ''' + LIMITER_TAIL
 
 LIMITER_WRONG = {
+    "async with does not acquire": (SLIDING_LOG.replace(LIMITER_TAIL, '''
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        pass
+'''), "`async with limiter:` keeps the limit too", "__aenter__ does not wait for a permit"),
     "no limit": ('''
 class RateLimiter:
     def __init__(self, rate_per_s):
@@ -252,12 +259,52 @@ class RateLimiter:
 }
 
 
+DIAGNOSIS = {
+    'async with does not acquire': 'async with does not acquire',
+    'no limit': 'limit never applied',
+    'if instead of while': 'limit exceeded',
+    'locked pacer (sleeps holding the lock)': 'waits longer than needed',
+    'pacer without a lock': 'limit never applied',
+    'token bucket of rate_per_s tokens': 'limit exceeded',
+    'fixed calendar-second window': 'limit exceeded',
+    'semaphore never given back': 'permits never come back',
+    'semaphore released at once': 'limit never applied',
+    'busy wait with sleep(0)': 'busy wait',
+    'time.sleep': 'blocked the loop',
+    'plain acquire': 'not async',
+    'stub': 'not written',
+}
+RETRY_DIAGNOSIS = {
+    'sleeps after the final failure': 'sleeps after the last failure',
+    'remembers the error and raises it after the loop': 'sleeps after the last failure',
+    'no retries': 'no retry',
+    'no backoff': 'no backoff',
+    'fixed backoff': 'backoff does not grow',
+    'fixed backoff with jitter': 'backoff does not grow',
+    'linear backoff': 'wrong backoff',
+    'no jitter': 'no jitter',
+    'retries forever': 'retries forever',
+    'one attempt too many': 'too many attempts',
+    'one attempt too few': 'too few attempts',
+    'swallows the last error': 'error swallowed',
+    'retries every error': 'retries permanent errors',
+    'timeouts not retried': 'no retry',
+    'limiter only once': 'limiter skipped on retries',
+    'acquire not awaited': 'forgotten await',
+    'time.sleep backoff': 'blocked the loop',
+    'other parameter names': 'raised an error',
+    'not async': 'not async',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("code", [SLIDING_LOG, TIMED_PERMITS, POLLING],
                          ids=["sliding log", "timed permits", "polling every 10 ms"])
 @pytest.mark.parametrize("variant", ["public", "hidden"])
-def test_correct_limiters_pass(code, variant):
+@pytest.mark.parametrize("seed", [None, 9])
+def test_correct_limiters_pass(code, variant, seed):
     started = time.perf_counter()
-    report = check(define(code, "RateLimiter"), variant=variant)
+    report = check(define(code, "RateLimiter"), variant=variant, seed=seed)
     assert report.passed, report.text()
     assert time.perf_counter() - started < 10.0  # generous: proves no real waiting, not speed
 
@@ -266,17 +313,16 @@ def test_correct_limiters_pass(code, variant):
 def test_wrong_limiter_is_rejected_with_the_right_message(name):
     code, prop, fragment = LIMITER_WRONG[name]
     report = check(define(code, "RateLimiter"))
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["no limit", "locked pacer (sleeps holding the lock)",
                                   "token bucket of rate_per_s tokens", "fixed calendar-second window",
-                                  "if instead of while"])
-def test_hidden_variant_rejects_wrong_limiters_too(name):
+                                  "if instead of while", "async with does not acquire"])
+@pytest.mark.parametrize("seed", [None, 9, 10, 11])
+def test_hidden_variant_rejects_wrong_limiters_too(name, seed):
     code, prop, _ = LIMITER_WRONG[name]
-    report = check(define(code, "RateLimiter"), variant="hidden")
+    report = check(define(code, "RateLimiter"), variant="hidden", seed=seed)
     assert prop in failed_props(report), report.text()
 
 
@@ -328,6 +374,31 @@ def retries_variant(old: str, new: str) -> str:
 
 
 RETRY_WRONG = {
+    "sleeps after the final failure": (retries_variant('''
+        except (ConnectionError, TimeoutError):
+            if attempt == max_attempts:
+                raise
+        delay_s = base_delay_s * 2 ** (attempt - 1)
+        await asyncio.sleep(delay_s * (1 + random.random() / 10))''', '''
+        except (ConnectionError, TimeoutError):
+            delay_s = base_delay_s * 2 ** (attempt - 1)
+            await asyncio.sleep(delay_s * (1 + random.random() / 10))
+            if attempt == max_attempts:
+                raise'''), "raises at once when it gives up", "after its last attempt"),
+    "remembers the error and raises it after the loop": ('''
+import asyncio, random
+
+async def fetch_with_retries(fetch, key, limiter, max_attempts=4, base_delay_s=0.5):
+    last_error = None
+    for attempt in range(1, max_attempts + 1):
+        await limiter.acquire()
+        try:
+            return await fetch(key)
+        except (ConnectionError, TimeoutError) as exc:
+            last_error = exc
+        await asyncio.sleep(base_delay_s * 2 ** (attempt - 1) * (1 + random.random() / 10))
+    raise last_error
+''', "raises at once when it gives up", "a backoff sleep after the final failure"),
     "no retries": ('''
 async def fetch_with_retries(fetch, key, limiter, max_attempts=4, base_delay_s=0.5):
     await limiter.acquire()
@@ -414,9 +485,10 @@ async def fetch_with_retries(fetch, key, limiter, max_attempts=4, base_delay_s=0
 
 @pytest.mark.parametrize("code", [RETRIES, RETRIES_WHILE], ids=["for loop", "while loop"])
 @pytest.mark.parametrize("variant", ["public", "hidden"])
-def test_correct_retry_clients_pass(code, variant):
+@pytest.mark.parametrize("seed", [None, 9])
+def test_correct_retry_clients_pass(code, variant, seed):
     started = time.perf_counter()
-    report = check(define(code, "fetch_with_retries"), variant=variant)
+    report = check(define(code, "fetch_with_retries"), variant=variant, seed=seed)
     assert report.passed, report.text()
     assert time.perf_counter() - started < 10.0  # generous: proves no real waiting, not speed
 
@@ -425,17 +497,16 @@ def test_correct_retry_clients_pass(code, variant):
 def test_wrong_retry_client_is_rejected_with_the_right_message(name):
     code, prop, fragment = RETRY_WRONG[name]
     report = check(define(code, "fetch_with_retries"))
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, RETRY_DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["no retries", "no backoff", "fixed backoff", "no jitter",
                                   "retries every error", "limiter only once",
-                                  "one attempt too many"])
-def test_hidden_variant_rejects_wrong_retry_clients_too(name):
+                                  "one attempt too many", "sleeps after the final failure"])
+@pytest.mark.parametrize("seed", [None, 9])
+def test_hidden_variant_rejects_wrong_retry_clients_too(name, seed):
     code, prop, _ = RETRY_WRONG[name]
-    report = check(define(code, "fetch_with_retries"), variant="hidden")
+    report = check(define(code, "fetch_with_retries"), variant="hidden", seed=seed)
     assert prop in failed_props(report), report.text()
 
 

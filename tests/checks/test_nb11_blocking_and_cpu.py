@@ -7,7 +7,7 @@ import time
 import pytest
 
 from asynclab.checks import check
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import asyncio
@@ -132,13 +132,30 @@ def test_reference_passes(code, variant):
     assert time.perf_counter() - started < 10.0  # generous: proves no real waiting, not speed
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'called on the loop': 'blocked the loop',
+    'called on the loop (same call, other property)': 'ran on the loop',
+    'one at a time': 'one at a time',
+    'batches': 'in batches',
+    'everything in one call': 'one call for many items',
+    'to_thread instead of the executor': 'ran outside the executor',
+    'blocking future.result()': 'blocked the loop',
+    'executor.map': 'blocked the loop',
+    'concurrent.futures.wait': 'blocked the loop',
+    'forgotten await': 'forgotten await',
+    'results reordered': 'results out of order',
+    'time.sleep': 'blocked the loop',
+    'not async': 'not async',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "process_all"))
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["called on the loop", "one at a time", "batches",

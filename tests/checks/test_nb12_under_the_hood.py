@@ -7,7 +7,7 @@ import time
 import pytest
 
 from asynclab.checks import check
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import heapq
@@ -144,14 +144,35 @@ def test_correct_loops_pass(code, variant):
     assert len(report.findings) == 6
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'always polls (timeout 0: a busy loop)': 'busy wait',
+    'spins on the clock until the timer is due': 'busy wait',
+    'time.sleep instead of select': 'sleeps instead of select',
+    'ignores the timers when choosing the timeout': 'wrong timeout',
+    'waits for the last timer, not the nearest': 'wrong timeout',
+    'real clock instead of the one given': 'busy wait',
+    'timers not in deadline order': 'timers out of order',
+    'negative timeout for overdue timers': 'negative timeout',
+    'moves every timer, due or not': 'timers run before they are due',
+    'a timer due exactly now is not due (< instead of <=)': 'due timer not run',
+    'runs callbacks added during the iteration': 'runs new callbacks too',
+    'newest first (pop instead of popleft)': 'ready queue in the wrong order',
+    'timeout 0 when idle': 'wrong timeout',
+    'forgets what select returned': 'i/o callbacks dropped',
+    'runs the ready queue before polling (and never runs I/O and timers)': 'due timer not run',
+    'timer tuples put in the ready queue': 'raised an error',
+    'stub': 'not written',
+    'not a function': 'not a function',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_loop_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "run_once"), name="run_once")
     assert not report.passed
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["always polls (timeout 0: a busy loop)",

@@ -9,7 +9,7 @@ import pytest
 
 from asynclab.checks import check
 from asynclab.checks.nb13_threads_vs_coroutines import NoThreads, scenario
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import asyncio
@@ -175,14 +175,29 @@ def test_correct_solutions_pass(name, variant):
     assert report.passed, report.text()
 
 
+# What each wrong solution's failed property must say the code did.
+DIAGNOSIS = {
+    'a thread per wait (to_thread)': 'a thread per wait',
+    'threading.Timer per user': 'a thread per wait',
+    'a big thread pool': 'a thread per wait',
+    'one after another': 'waits one after another',
+    'one scheduler that awaits each send': 'sends delay later waits',
+    'a semaphore around the wait': 'waits one after another',
+    'fire and forget': 'fire and forget',
+    'blocking sleep': 'blocked the loop',
+    'forgotten await on send': 'forgotten await',
+    'returns nothing': 'wrong count',
+    'stub': 'not written',
+    'not async': 'not async',
+}
+
+
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_wrong_solution_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "send_reminders"))
     assert not report.passed
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["a thread per wait (to_thread)", "one after another",
@@ -213,8 +228,8 @@ def test_no_threads_refuses_only_other_threads():
 
 
 def test_scenarios_have_a_batch_and_distinct_users():
-    for variant in ("public", "hidden"):
-        sc = scenario(variant)
+    for variant, seed in (("public", None), ("hidden", None), ("hidden", 1), ("hidden", 2)):
+        sc = scenario(variant, seed)
         assert sum(1 for t in sc.due.values() if t == sc.batch_at) >= 30
         assert len(sc.due) > 1_000
 

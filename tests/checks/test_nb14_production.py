@@ -6,7 +6,7 @@ import pytest
 
 from asynclab.checks import check
 from asynclab.checks.nb14_production import scenarios
-from conftest import define, failed_props
+from conftest import assert_diagnosed, define, failed_props
 
 REFERENCE = '''
 import asyncio
@@ -77,6 +77,22 @@ def variant_of(old: str, new: str) -> str:
 
 
 WRONG = {
+    "cancels the stragglers but does not wait for them": (REFERENCE.replace(
+        "        await asyncio.gather(*pending, return_exceptions=True)\n", ""),
+        "cleans up after the last request", "while 1 request(s) were still running"),
+    "drains the stragglers one after another": (REFERENCE.replace('''        pending = set()
+        if in_flight:
+            _, pending = await asyncio.wait(in_flight, timeout=drain_timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)''', '''        pending = set()
+        for task in list(in_flight):
+            try:
+                await asyncio.wait_for(task, drain_timeout_s)
+            except TimeoutError:
+                pending.add(task)
+            except Exception:
+                pass'''), "stragglers cancelled at the deadline", "after the deadline (5 s)"),
     "never stops": ('''
 import asyncio
 
@@ -184,10 +200,32 @@ async def serve(requests, handle, stop, drain_timeout_s, cleanup):
 }
 
 
+DIAGNOSIS = {
+    'cancels the stragglers but does not wait for them': 'cancelled but not awaited',
+    'drains the stragglers one after another': 'stragglers drained one after another',
+    'never stops': 'waits forever',
+    'checks stop only between requests': 'accepts after the signal',
+    'polls the stop event with a timeout': 'deadline measured late',
+    'cancels at once, no drain': 'no drain',
+    'drains without a deadline': 'no drain deadline',
+    'stragglers left running': 'stragglers left running',
+    'sleeps out the whole drain timeout': 'sits out the drain timeout',
+    'handles one request at a time': 'one at a time',
+    'a TaskGroup for the requests': 'stopped by a failure',
+    'cleanup before the drain': 'cleanup before the drain',
+    'forgets the cleanup': 'cleanup never awaited',
+    'cleanup not awaited': 'forgotten await',
+    'failures counted as completed': 'wrong counts',
+    'time.sleep while draining': 'blocked the loop',
+    'stub': 'not written',
+}
+
+
 @pytest.mark.parametrize("variant", ["public", "hidden"])
 @pytest.mark.parametrize("code", [REFERENCE, ALTERNATIVE], ids=["reference", "alternative"])
-def test_correct_shutdowns_pass(code, variant):
-    report = check(define(code, "serve"), variant=variant)
+@pytest.mark.parametrize("seed", [None, 21, 22])
+def test_correct_shutdowns_pass(code, variant, seed):
+    report = check(define(code, "serve"), variant=variant, seed=seed)
     assert report.passed, report.text()
     assert len(report.findings) == 9
 
@@ -197,30 +235,32 @@ def test_wrong_shutdown_is_rejected_with_the_right_message(name):
     code, prop, fragment = WRONG[name]
     report = check(define(code, "serve"))
     assert not report.passed
-    failed = failed_props(report)
-    assert prop in failed, report.text()
-    assert fragment in failed[prop], report.text()
+    assert_diagnosed(report, prop, fragment, DIAGNOSIS[name])
 
 
 @pytest.mark.parametrize("name", ["checks stop only between requests", "drains without a deadline",
                                   "stragglers left running", "sleeps out the whole drain timeout",
-                                  "cleanup before the drain", "a TaskGroup for the requests"])
-def test_hidden_variant_rejects_them_too(name):
+                                  "cleanup before the drain", "a TaskGroup for the requests",
+                                  "drains the stragglers one after another"])
+@pytest.mark.parametrize("seed", [None, 21, 22])
+def test_hidden_variant_rejects_them_too(name, seed):
     code, prop, _ = WRONG[name]
-    report = check(define(code, "serve"), variant="hidden")
+    report = check(define(code, "serve"), variant="hidden", seed=seed)
     assert prop in failed_props(report), report.text()
 
 
 def test_scenarios_are_unambiguous():
     """No request arrives during the cleanup or exactly at the stop or the deadline."""
     from asynclab.checks.nb14_production import CLEANUP_S
-    for variant in ("public", "hidden"):
-        for sc in scenarios(variant):
+    for variant, seed in (("public", None), ("hidden", None), ("hidden", 21), ("hidden", 22),
+                          ("hidden", 23)):
+        for sc in scenarios(variant, seed):
             end = sc.drained_at()
             for at in sc.arrivals.values():
                 assert not end < at <= end + CLEANUP_S
                 assert at not in (sc.stop_at, sc.deadline)
-        main, _ = scenarios(variant)
+        main, _, several = scenarios(variant, seed)
+        assert len(several.expected()["cancelled"]) >= 2
         counts = main.counts()
         assert all(counts[k] >= 1 for k in counts), counts
 
