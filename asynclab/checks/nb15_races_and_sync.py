@@ -32,7 +32,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asynclab.checking import Finding, Observation, Report, common_findings, observe
+from asynclab.checking import Finding, Observation, Report, common_findings, observe, varied
 from asynclab.fakes import Call, FakeService, ServiceError
 
 NOTEBOOK = "15_races_and_sync"
@@ -678,4 +678,4 @@ def check_single_flight_cache(cls: Any, *, variant: str = "public",
     return report
 
 
-EXERCISES = {EXERCISE: check_single_flight_cache}
+EXERCISES = {EXERCISE: varied(check_single_flight_cache)}

@@ -35,7 +35,8 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asynclab.checking import Finding, Observation, Report, common_findings, observe, plural
+from asynclab.checking import (Finding, Observation, Report, common_findings, observe, plural,
+                               varied)
 from asynclab.paging import PagedAPI, PageError
 
 NOTEBOOK = "16_async_iteration"
@@ -285,7 +286,7 @@ def _add(report: Report, prop: str, passed: bool, message: str, hint: str = "",
     _diagnose(report.findings[-1], diagnosis)
 
 
-COMMON_DIAGNOSES = {"written": "not written yet", "never blocks the event loop": "blocked the loop",
+COMMON_DIAGNOSES = {"written": "not written", "never blocks the event loop": "blocked the loop",
                     "every coroutine awaited": "forgotten await",
                     "returns a value, not an awaitable": "forgotten await",
                     "runs without error": "raised an error"}
@@ -724,4 +725,4 @@ def check_iter_items(fn, *, variant: str = "public", seed: int | None = None) ->
     return report
 
 
-EXERCISES = {"iter_items": check_iter_items}
+EXERCISES = {"iter_items": varied(check_iter_items)}

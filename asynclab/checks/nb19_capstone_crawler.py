@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asynclab.checking import (Observation, Report, common_findings, observe, plural,
-                               require_coroutine_function)
+                               require_coroutine_function, varied)
 from asynclab.crawlsite import (ALWAYS, EXTERNAL_HOST, Page, Site, best_makespan, expected,
                                 host_of, make_site, normalise)
 
@@ -580,4 +580,4 @@ def check_crawl(fn: Any, *, variant: str = "public", seed: int | None = None) ->
     return report
 
 
-EXERCISES = {"crawl": check_crawl}
+EXERCISES = {"crawl": varied(check_crawl)}

@@ -267,7 +267,7 @@ DIAGNOSIS = {
     "time.sleep in the generator": "blocked the loop",
     "forgotten await": "forgotten await",
     "a coroutine function, not a generator": "a coroutine function, not a generator",
-    "stub": "not written yet",
+    "stub": "not written",
 }
 
 

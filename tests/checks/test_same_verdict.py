@@ -47,6 +47,9 @@ WRONG_TABLES = {  # test module -> (table name, exercise)
     "test_nb12_under_the_hood": [("WRONG", "run_once")],
     "test_nb13_threads_vs_coroutines": [("WRONG", "send_reminders")],
     "test_nb14_production": [("WRONG", "serve")],
+    "test_nb15_races_and_sync": [("WRONG", "SingleFlightCache")],
+    "test_nb16_async_iteration": [("WRONG", "iter_items")],
+    "test_nb19_capstone_crawler": [("WRONG", "crawl")],
 }
 
 
@@ -57,7 +60,8 @@ def _references() -> dict[str, str]:
         nb = nbformat.read(path, as_version=4)
         imports = [line for cell in nb.cells if cell.cell_type == "code"
                    for line in cell.source.splitlines()
-                   if line.startswith(("import ", "from ")) and "asynclab" not in line]
+                   if line.startswith(("import ", "from "))
+                   and not line.startswith(("from asynclab import", "import asynclab"))]
         answers = [cell.source for cell in nb.cells
                    if cell.cell_type == "code" and "answer" in cell.metadata.get("tags", [])]
         for name in registry().get(path.stem, {}):
