@@ -67,8 +67,9 @@ class Plan:
     fast: tuple[str, str]  # the flooder and the fast listener
     slow: str
     line_bytes: int  # the size of one flood line, newline included
-    # Larger than any burst the check sends a client that reads: the rooms scene sends each
-    # client at most 3 x 9 lines at once, and the flooder stays WINDOW lines ahead.
+    # Larger than any burst the check sends a client that reads (the rooms scene sends each
+    # client at most 3 x 9 lines at once, a server that sends to every room 7 x 9; the flooder
+    # stays WINDOW lines ahead), and small enough that the flood overflows the slow client's.
     max_queue: int
     leaver: str  # vanishes abruptly (reset)
     quitter: str  # says QUIT
@@ -89,7 +90,7 @@ def plan(variant: str = "public", seed: int | None = None) -> Plan:
     if variant == "public":
         return Plan(rooms={"red": ("alice", "bob", "carol"), "blue": ("dave", "erin")},
                     lines_each=5, flood_room="green", fast=("fred", "gina"), slow="slowpoke",
-                    line_bytes=16 * 1024, max_queue=16, leaver="bob", quitter="carol",
+                    line_bytes=16 * 1024, max_queue=64, leaver="bob", quitter="carol",
                     stayer="alice")
     rng = random.Random(DEFAULT_SEED if seed is None else seed)
     names = ["ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal", "ida", "jon", "kim", "lou"]
@@ -222,6 +223,7 @@ class Story:
     slow_cut_off: bool | None = None
     slow_got: list[str] = field(default_factory=list)
     # leaving scene
+    stayer_alive_before: bool | None = None
     after_leave_delivered: bool | None = None
     stayer_alive: bool | None = None
     quitter_saw_end: bool | None = None
@@ -311,6 +313,7 @@ async def play(fn: Any, p: Plan, story: Story) -> None:
         if story.per_client is not None:
             before = len(server_tasks(serving))
         leaver, quitter, stayer = peers[p.leaver], peers[p.quitter], peers[p.stayer]
+        story.stayer_alive_before = await join(stayer, p.room_of(p.stayer))
         leaver.reset()
         await asyncio.sleep(0.05)  # let the server see the reset (it may see it later: fine too)
         await stayer.say(f"{p.stayer} after the reset")
@@ -428,9 +431,13 @@ async def slow_scene(p: Plan, story: Story, peers: dict[str, Peer]) -> None:
 
 
 def describe_task(task: asyncio.Task) -> str:
+    """``send_queued()``: the coroutine a task runs (under the timeline's thin wrapper, if any)."""
     coro = task.get_coro()
-    name = getattr(coro, "__qualname__", None) or task.get_name()
-    return f"{name}()"
+    frame = getattr(coro, "cr_frame", None)
+    inner = frame.f_locals.get("coro") if frame is not None else None
+    if getattr(coro, "__name__", "") == "_traced" and inner is not None:
+        coro = inner
+    return f"{getattr(coro, '__name__', None) or task.get_name()}()"
 
 
 # -- running it on a real loop, in a thread of its own --------------------------------------------
@@ -659,6 +666,8 @@ def check_serve_chat(fn: Any, *, variant: str = "public", seed: int | None = Non
         report.add("survives a client that vanishes", ok,
                    f"after {p.leaver} vanished (a reset), {p.stayer}'s lines still reached "
                    f"{p.quitter}, and {p.stayer}'s connection kept working" if ok else
+                   f"{p.stayer}'s connection was already closed by the server before {p.leaver} "
+                   "vanished (its JOIN got no answer)" if not s.stayer_alive_before else
                    f"after {p.leaver} vanished (a reset), {p.stayer}'s connection stopped "
                    "working: an error from writing to the dead connection ended "
                    f"{p.stayer}'s handler" if not s.stayer_alive else
