@@ -20,42 +20,42 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -66,16 +66,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 '''
 
@@ -91,48 +92,48 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     one_at_a_time = asyncio.Lock()
 
     async def handle(reader, writer):
-        async with one_at_a_time:
-            await handle_one(reader, writer)
+        async with one_at_a_time:  # "simpler": one conversation at a time
+            await serve_one(reader, writer)
 
-    async def handle_one(reader, writer):
-        handlers.add(asyncio.current_task())
+    async def serve_one(reader, writer):
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -143,16 +144,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'serves clients at the same time', 'serves one client at a time'),
     'broadcast to every room': ('''
@@ -160,42 +162,42 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in [c for members in rooms.values() for c in members]:
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -206,16 +208,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'delivers to the room only', 'received `dave says 1`, said in blue'),
     'echo to the sender': ('''
@@ -223,40 +226,40 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -267,16 +270,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'no echo to the sender', 'received its own lines back'),
     'drain of the slow client awaited inline': ('''
@@ -285,10 +289,10 @@ import asyncio
 
 async def serve_chat(host, port, *, ready, max_queue=100):
     rooms = {}
-    handlers = set()
+    connections = {}  # writer -> the task serving that connection
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         room = None
         try:
             while line := await reader.readline():
@@ -312,16 +316,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
             if room:
                 rooms[room].discard(writer)
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'a slow client does not stall the others', 'the server waited for the slow client'),
     'unbounded queue': ('''
@@ -329,42 +334,42 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue()
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -375,16 +380,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'a client that cannot keep up is cut off', 'was never cut off'),
     'forgotten await on drain()': ('''
@@ -392,42 +398,42 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
                 writer.drain()
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -438,16 +444,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'every coroutine awaited', "'StreamWriter.drain' was never awaited"),
     'time.sleep in the handler': ('''
@@ -456,43 +463,43 @@ import time
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 time.sleep(0.01)  # "let the others catch up"
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -503,16 +510,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'never blocks the event loop', 'time.sleep(0.01) in handle()'),
     'no cleanup when a client vanishes': ('''
@@ -521,10 +529,10 @@ import asyncio
 
 async def serve_chat(host, port, *, ready, max_queue=100):
     rooms = {}
-    handlers = set()
+    connections = {}  # writer -> the task serving that connection
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         room = None
         while line := await reader.readline():  # a reset raises here: nothing cleans up
             text = line.decode().strip()
@@ -544,16 +552,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                         await other.drain()
         rooms[room].discard(writer)
         writer.close()
-        handlers.discard(asyncio.current_task())
+        del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'survives a client that vanishes', "ended alice's handler"),
     'writer task never cancelled': ('''
@@ -561,42 +570,42 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -606,16 +615,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
             if room is not None:
                 rooms[room].discard(me)
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'cleans up after a client leaves', '2 task(s) of bob and carol'),
     'connections left open on shutdown': ('''
@@ -623,42 +633,42 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -669,10 +679,10 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         await server.serve_forever()
 ''', 'shuts down when cancelled', ''),
@@ -681,42 +691,42 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -727,15 +737,16 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         try:
-            await server.serve_forever()
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'announces its port', 'got no port'),
     'returns instead of serving': ('''
@@ -743,42 +754,42 @@ import asyncio
 
 
 async def serve_chat(host, port, *, ready, max_queue=100):
-    rooms = {}  # room name -> set of the clients in it
-    handlers = set()  # the task of every open connection
+    rooms = {}  # room name -> the clients in it (each client: its queue and its writer)
+    connections = {}  # writer -> the task serving that connection
 
     async def send_queued(queue, writer):
-        """This client's writer task: one line at a time, at the client's own pace."""
+        """This client's writer task: its lines, in order, at its own pace."""
         try:
             while True:
                 line = await queue.get()
                 writer.write(line)
-                await writer.drain()
+                await writer.drain()  # waits for this client only
         except ConnectionError:
-            pass  # the client is gone; its handler cleans up
+            pass  # the client is gone: its handler cleans up
 
     async def handle(reader, writer):
-        handlers.add(asyncio.current_task())
+        connections[writer] = asyncio.current_task()
         queue = asyncio.Queue(max_queue)
-        sender = asyncio.create_task(send_queued(queue, writer))
         me = (queue, writer)
+        sender = asyncio.create_task(send_queued(queue, writer))
         room = None
         try:
-            while line := await reader.readline():
-                text = line.decode(errors="replace").rstrip("\\r\\n")
+            while line := await reader.readline():  # b"": the client left, or we closed
+                text = line.decode(errors="replace").strip()
                 if text == "QUIT":
                     break
                 if text.startswith("JOIN "):
                     if room is not None:
                         rooms[room].discard(me)
-                    room = text[5:].strip()
+                    room = text.removeprefix("JOIN ").strip()
                     rooms.setdefault(room, set()).add(me)
                     queue.put_nowait(f"OK {room}\\n".encode())
                 elif room is not None:
                     for other in list(rooms[room]):
                         if other is me:
-                            continue
+                            continue  # no echo
                         try:
-                            other[0].put_nowait(line)
+                            other[0].put_nowait(line)  # never waits
                         except asyncio.QueueFull:  # too slow: cut it off
                             rooms[room].discard(other)
                             other[1].transport.abort()
@@ -789,16 +800,17 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 rooms[room].discard(me)
             sender.cancel()
             writer.close()
-            handlers.discard(asyncio.current_task())
+            del connections[writer]
 
     server = await asyncio.start_server(handle, host, port)
-    async with server:
+    async with server:  # on the way out: stop listening, wait until closed
         ready.set_result(server.sockets[0].getsockname()[1])
         try:
             pass
         finally:
-            for task in list(handlers):
-                task.cancel()
+            handlers = list(connections.values())
+            for writer in list(connections):
+                writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'keeps serving', 'ended before it was stopped'),
 }
@@ -812,19 +824,15 @@ def test_reference_passes():
             "survives a client that vanishes", "shuts down when cancelled"} <= props
 
 
-@pytest.mark.parametrize("seed", [1, 7, 1234])
+@pytest.mark.parametrize("seed", [1, 1234])
 def test_reference_passes_hidden_plans(seed):
     report = check_serve_chat(define(REFERENCE, NAME), variant="hidden", seed=seed)
     assert report.passed, report.text()
 
 
-def test_the_report_text_is_the_same_on_every_run():
+def test_check_finds_the_exercise_by_name_and_prints_the_same_text_every_run():
     first = check_serve_chat(define(REFERENCE, NAME)).text()
-    assert check_serve_chat(define(REFERENCE, NAME)).text() == first
-
-
-def test_check_finds_the_exercise_by_name():
-    assert check(define(REFERENCE, NAME)).passed
+    assert check(define(REFERENCE, NAME)).text() == first
 
 
 def test_stub_is_not_written_yet():
