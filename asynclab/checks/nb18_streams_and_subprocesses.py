@@ -493,9 +493,19 @@ def run_real(fn: Any, p: Plan) -> RealRun:
         gc.collect()
     run.never_awaited = sorted({str(w.message) for w in caught
                                 if "was never awaited" in str(w.message)})
-    if run.timeline is not None and run.timeline.t1 is None:
-        run.timeline.t1 = run.timeline.clock()
+    if run.timeline is not None:
+        if run.timeline.t1 is None:
+            run.timeline.t1 = run.timeline.clock()
+        keep_server_rows(run.timeline)
     return run
+
+
+def keep_server_rows(timeline: Timeline) -> None:
+    """Keep the rows of the learner's tasks: not the check's clients, not asyncio's own helpers
+    (``BaseSelectorEventLoop._accept_connection2`` and the like)."""
+    names = timeline.names()
+    timeline.records[:] = [record for record, name in zip(timeline.records, names)
+                           if not name.startswith(CHECK_PREFIX) and "." not in name]
 
 
 # -- the verdict ---------------------------------------------------------------------------------
