@@ -219,7 +219,6 @@ class Story:
     settled: dict[str, bool] = field(default_factory=dict)  # who -> its sentinel came back
     # slow-client scene
     flood_got: int | None = None  # lines the fast listener read
-    flood_sender_stuck: bool = False
     slow_cut_off: bool | None = None
     slow_got: list[str] = field(default_factory=list)
     # leaving scene
@@ -406,11 +405,12 @@ async def slow_scene(p: Plan, story: Story, peers: dict[str, Peer]) -> None:
         pass
     peers[listener].got.clear()  # megabytes: keep only the count
     story.flood_got = got
-    done, _ = await asyncio.wait({sending}, timeout=STEP_S)
-    if not done:
-        story.flood_sender_stuck = True
+    if got < p.flood_lines:  # the server waited for the slow client: that is the verdict
         sending.cancel()
         await asyncio.wait({sending}, timeout=STEP_S)
+        slow.reset()  # unblock the server for the next scenes
+        return
+    await asyncio.wait({sending}, timeout=STEP_S)  # it has sent its last line already
     # Now the slow client reads: the server must have cut it off (its queue overflowed).
     seen = 0
     try:
