@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import random
 import socket
@@ -49,7 +50,7 @@ EXERCISE = "serve_chat"
 HOST = "127.0.0.1"
 STALL_S = 2.0  # no progress for this long, where a correct server needs milliseconds: stuck
 STEP_S = 1.0  # one answer (an OK, an end of stream) that should come at once
-WALL_LIMIT_S = 40.0  # the whole run, in real seconds; only a badly stuck server gets near it
+WALL_LIMIT_S = 20.0  # the whole run, in real seconds; only a server that froze its loop gets here
 CHECK_PREFIX = "check:"  # the names of the check's own tasks
 DEFAULT_SEED = 18
 WINDOW = 2  # the flooder sends at most this many lines ahead of what the fast listener read
@@ -469,27 +470,39 @@ def run_real(fn: Any, p: Plan) -> RealRun:
             await play(fn, p, run.story)
         gc.collect()  # "Task exception was never retrieved" for crashed tasks, now
 
+    loop = asyncio.new_event_loop()
+
     def target() -> None:
-        loop = asyncio.new_event_loop()
         detector = BlockingDetector(loop_thread=threading.current_thread(), namespaces=namespaces)
         detector.start()
         try:
             loop.run_until_complete(main())
+        except _Abandoned:
+            pass
         except BaseException as exc:  # a bug of the learner's that escaped: report it
-            run.error = exc
+            if not run.hung:
+                run.error = exc
         finally:
             detector.stop()
             run.blocking_calls = list(detector.calls)
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+        if run.hung:
+            # Keep the frozen run's tasks (and loop) referenced for good: collected, their
+            # coroutines would run their `finally:` blocks on a closed loop, in whatever thread
+            # happens to collect them.
+            _ABANDONED.append((loop, asyncio.all_tasks(loop)))
+            return
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         worker = threading.Thread(target=target, name="asynclab-chat-check", daemon=True)
         worker.start()
         worker.join(WALL_LIMIT_S)
-        run.hung = worker.is_alive()
+        if worker.is_alive():
+            run.hung = True
+            stop_worker(worker, loop)
         gc.collect()
     run.never_awaited = sorted({str(w.message) for w in caught
                                 if "was never awaited" in str(w.message)})
@@ -498,6 +511,25 @@ def run_real(fn: Any, p: Plan) -> RealRun:
             run.timeline.t1 = run.timeline.clock()
         keep_server_rows(run.timeline)
     return run
+
+
+_ABANDONED: list[Any] = []  # the tasks of frozen runs (see run_real): a small, deliberate leak
+
+
+class _Abandoned(BaseException):
+    """Raised inside the check's worker thread when the learner's code froze its loop."""
+
+
+def stop_worker(worker: threading.Thread, loop: asyncio.AbstractEventLoop) -> None:
+    """Stop a run that froze, so that it does not burn CPU in the background for ever: stop the
+    loop if it still turns, else raise ``_Abandoned`` in the thread's Python code."""
+    with contextlib.suppress(RuntimeError):  # the loop is already closed
+        loop.call_soon_threadsafe(loop.stop)
+    worker.join(0.5)
+    if worker.is_alive() and worker.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident),
+                                                   ctypes.py_object(_Abandoned))
+        worker.join(0.5)
 
 
 def keep_server_rows(timeline: Timeline) -> None:
@@ -552,6 +584,14 @@ def check_serve_chat(fn: Any, *, variant: str = "public", seed: int | None = Non
                        "Read the error: a handler that crashes leaves its client connected to "
                        "nothing. Catch what a connection can raise, and clean up in `finally:`.")
 
+    if run.hung:
+        report.add("never freezes the event loop", False,
+                   f"the check's clients got nothing more for {WALL_LIMIT_S:g} s of real time: "
+                   "the server's loop was stuck (a loop that never awaits, or a call that blocks)",
+                   "Every loop in a coroutine must reach an `await` (readline, drain, queue.get, "
+                   "asyncio.sleep); a `while True:` that only computes freezes every connection.")
+        add_common()
+        return report
     if run.error is not None:
         report.add("runs without error", False, f"the check's run failed: {describe_error(run.error)}",
                    "Run your server by hand with two clients to see where it fails.")
@@ -721,6 +761,10 @@ def check_serve_chat(fn: Any, *, variant: str = "public", seed: int | None = Non
                        "cancel every connection's tasks, wait for them, and close the server "
                        "(`async with server` does that last part).")
     add_common()
+    if s.shutdown_ended is None and report.passed:  # a scene was cut short: never a pass
+        report.add("plays every scene", False,
+                   "the check could not play all its scenes against this server",
+                   "Run your server by hand with a few clients: JOIN, talk, QUIT.")
     return report
 
 

@@ -868,3 +868,20 @@ def test_hidden_plans_are_meaningful_for_any_seed(seed):
     biggest_room = max(len(m) for m in p.rooms.values())
     assert (biggest_room - 1) * (p.lines_each + 1) < p.max_queue and WINDOW + 1 < p.max_queue
     assert p.max_queue * p.line_bytes <= 1024 * 1024 and FLOOD_BYTES >= 8 * 1024 * 1024
+
+
+FROZEN = REFERENCE.replace('''                if text == "QUIT":
+                    break''', '''                if text == "QUIT":
+                    while True:  # "wait" for the client to go, without ever awaiting
+                        pass''')
+
+
+def test_a_server_that_freezes_its_loop_is_stopped_and_diagnosed(monkeypatch):
+    import asynclab.checks.nb18_streams_and_subprocesses as module
+
+    assert FROZEN != REFERENCE
+    monkeypatch.setattr(module, "WALL_LIMIT_S", 4.0)
+    report = check_serve_chat(define(FROZEN, NAME))
+    failed = failed_props(report)
+    assert "never freezes the event loop" in failed, report.text()
+    assert not report.passed
