@@ -523,6 +523,9 @@ async def serve_chat(host, port, *, ready, max_queue=100):
                 writer.close()  # its handler reads b"" and cleans up
             await asyncio.gather(*handlers, return_exceptions=True)
 ''', 'never blocks the event loop', 'time.sleep(0.01) in handle()'),
+    'no drain() at all': (REFERENCE.replace(
+        "                await writer.drain()  # waits for this client only\n", ""),
+        "a client that cannot keep up is cut off", "writes that never wait for drain()"),
     'no cleanup when a client vanishes': ('''
 import asyncio
 
@@ -849,6 +852,7 @@ def test_a_plain_function_is_rejected():
 @pytest.mark.parametrize("name", list(WRONG))
 def test_wrong_solution_is_rejected_with_its_diagnosis(name):
     code, prop, fragment = WRONG[name]
+    assert code != REFERENCE
     report = check_serve_chat(define(code, NAME))
     failed = failed_props(report)
     assert prop in failed, report.text()
