@@ -249,8 +249,12 @@ async def settle_tasks(serving: asyncio.Task, target: int) -> int:
 async def play(fn: Any, p: Plan, story: Story) -> None:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    serving = asyncio.create_task(fn(HOST, 0, ready=ready, max_queue=p.max_queue),
-                                  name="serve_chat")
+    try:
+        coro = fn(HOST, 0, ready=ready, max_queue=p.max_queue)
+    except TypeError as exc:  # a signature of its own: raised by the call itself
+        story.ended_early = exc
+        return
+    serving = asyncio.create_task(coro, name="serve_chat")
     peers: dict[str, Peer] = {}
     try:
         waiting = named(asyncio.wait({ready, serving}, timeout=STALL_S,
@@ -601,6 +605,13 @@ def check_serve_chat(fn: Any, *, variant: str = "public", seed: int | None = Non
         report.add("written", False, "serve_chat is not written yet (it raised NotImplementedError).",
                    "Replace the `raise NotImplementedError` line in the answer cell with your code, "
                    "run that cell, then run this check again.")
+        return report
+    if isinstance(s.ended_early, TypeError) and "argument" in str(s.ended_early):
+        report.add("takes the exercise's arguments", False,
+                   f"serve_chat(host, port, ready=..., max_queue=...) raised "
+                   f"{describe_error(s.ended_early)}",
+                   "Keep the signature of the answer cell: "
+                   "`async def serve_chat(host, port, *, ready, max_queue=100)`.")
         return report
     if s.ended_early is not None:
         report.add("keeps serving", False,

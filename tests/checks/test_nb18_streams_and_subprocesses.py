@@ -844,6 +844,13 @@ def test_stub_is_not_written_yet():
     assert "not written yet" in failed_props(report)["written"]
 
 
+def test_a_server_without_max_queue_is_told_the_signature():
+    code = REFERENCE.replace("*, ready, max_queue=100):", "*, ready):").replace(
+        "asyncio.Queue(max_queue)", "asyncio.Queue(100)")
+    report = check_serve_chat(define(code, NAME))
+    assert "max_queue" in failed_props(report)["takes the exercise's arguments"], report.text()
+
+
 def test_a_plain_function_is_rejected():
     report = check_serve_chat(lambda host, port, **kw: None)
     assert failed_props(report).keys() == {"is a coroutine function"}
