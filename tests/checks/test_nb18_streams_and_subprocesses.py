@@ -879,6 +879,8 @@ def test_hidden_plans_are_meaningful_for_any_seed(seed):
     biggest_room = max(len(m) for m in p.rooms.values())
     assert (biggest_room - 1) * (p.lines_each + 1) < p.max_queue and WINDOW + 1 < p.max_queue
     assert p.max_queue * p.line_bytes <= 1024 * 1024 and FLOOD_BYTES >= 8 * 1024 * 1024
+    assert p.flood_lines(0) * p.line_bytes >= FLOOD_BYTES
+    assert p.flood_lines(20 * 1024 * 1024) * p.line_bytes > 40 * 1024 * 1024  # a roomy loopback
 
 
 FROZEN = REFERENCE.replace('''                if text == "QUIT":
