@@ -415,9 +415,12 @@ class NotebookVerdict:
 
 def report_text(report: dict[str, Any]) -> str:
     """The text a check cell prints, rebuilt from ``Report.to_dict()``."""
-    findings = [Finding(f["property"], bool(f["passed"]), f["message"], f.get("hint", ""))
+    findings = [Finding(f["property"], bool(f["passed"]), f["message"], f.get("hint", ""),
+                        f.get("diagnosis", ""))
                 for f in report.get("findings", [])]
-    return Report(report.get("exercise", "?"), findings).text()
+    rebuilt = Report(report.get("exercise", "?"), findings)
+    rebuilt.variation = report.get("variation", "")
+    return rebuilt.text()
 
 
 def _report_passed(report: dict[str, Any] | None) -> bool:

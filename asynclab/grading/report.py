@@ -161,7 +161,12 @@ def _findings_table(variant: str, report: dict[str, Any]) -> str:
         hint = f'<br><span class="muted">hint: {_e(f.get("hint", ""))}</span>' if f.get("hint") else ""
         rows.append(f"<tr><td>{_badge(bool(f.get('passed')))}</td><td>{_e(f.get('property', ''))}</td>"
                     f"<td>{_e(f.get('message', ''))}{hint}</td></tr>")
-    return (f"<p><b>{_e(variant)} check</b></p><table><tr><th></th><th>property</th>"
+    where = report.get("variation")
+    if where and not report.get("passed", True):
+        variant = f"{variant} check, in the run where {where}"
+    else:
+        variant = f"{variant} check"
+    return (f"<p><b>{_e(variant)}</b></p><table><tr><th></th><th>property</th>"
             f"<th>what was observed</th></tr>{''.join(rows)}</table>")
 
 
