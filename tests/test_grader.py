@@ -234,10 +234,10 @@ def test_no_kernel_outlives_the_run(graded):
 def test_a_second_run_skips_what_is_graded(graded):
     results = sorted((graded["out"] / "results").rglob("*.json"))
     stamps = [p.stat().st_mtime_ns for p in results]
-    started = time.monotonic()
     assert main(["grade", str(graded["submissions"]), "--out", str(graded["out"]), "--quiet",
                  *LIMITS]) == 0
-    assert time.monotonic() - started < 10
+    # Nothing was graded again: every saved verdict is untouched (no wall-clock bound: a
+    # loaded machine must not fail this).
     assert [p.stat().st_mtime_ns for p in results] == stamps
     with (graded["out"] / "gradebook.csv").open(encoding="utf-8") as f:
         assert {row["student"]: row for row in csv.DictReader(f)} == graded["rows"]

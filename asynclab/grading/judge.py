@@ -77,7 +77,7 @@ def course_root(explicit: str | os.PathLike | None = None) -> Path:
     here = Path.cwd()
     if (here / "exercises").is_dir() or (here / "solutions").is_dir():
         return here
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parent.parent.parent  # asynclab/grading/ -> the checkout
 
 
 def course_notebooks(root: Path) -> dict[str, Path]:
