@@ -121,7 +121,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                              root=course_root(args.root), max_in_flight=args.jobs,
                              force=args.force,
                              limits=_limits(args, variants=("public", "hidden"), want_png=True),
-                             show_progress=not args.quiet)
+                             show_progress=not args.quiet, scheduler=args.scheduler)
     return main_grade(settings)
 
 
@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="notebooks run at once (default: the number of cores)")
     p.add_argument("--force", action="store_true", help="grade again what an earlier run graded")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="judge on the workers of this Dask cluster (tcp://HOST:8786) instead of "
+                        "here; each worker judges --nthreads notebooks at once, --jobs is not "
+                        "used (see the README)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_limits(p, cell=60, notebook=300)
     p.set_defaults(func=cmd_grade)
