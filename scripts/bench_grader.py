@@ -12,7 +12,12 @@ the same run:
 and prints both times and their ratio (grader / sequential). A ratio well under 1
 means kernel start-up and execution of different notebooks overlap.
 
-    .venv/bin/python scripts/bench_grader.py [--learners 6] [--jobs N] [--repeat 1]
+With ``--cluster``, it compares the grader on this machine with the same grader judging
+on a Dask cluster (``--scheduler``): a local scheduler and ``--jobs`` worker processes of
+one thread each, started here, so both have the same cores. It prints both times and
+their ratio (cluster / local): what handing the notebooks to workers costs.
+
+    .venv/bin/python scripts/bench_grader.py [--learners 6] [--jobs N] [--repeat 1] [--cluster]
 """
 
 from __future__ import annotations
@@ -74,9 +79,10 @@ def build_class(folder: Path, learners: int) -> list[Path]:
     return paths
 
 
-def run_grader(submissions: Path, out: Path, jobs: int) -> tuple[float, dict]:
+def run_grader(submissions: Path, out: Path, jobs: int,
+               scheduler: str | None = None) -> tuple[float, dict]:
     settings = GradeSettings(submissions=submissions, out=out, root=ROOT, max_in_flight=jobs,
-                             force=True, show_progress=False,
+                             force=True, show_progress=False, scheduler=scheduler,
                              limits=Limits(variants=("public", "hidden"), want_png=True))
     started = time.perf_counter()
     run = asyncio.run(grade(settings))
@@ -96,12 +102,47 @@ def run_sequential(paths: list[Path], workdir: Path) -> float:
     return time.perf_counter() - started
 
 
+def bench_cluster(args: argparse.Namespace) -> None:
+    """The grader here, and through a local Dask scheduler with ``--jobs`` one-thread workers."""
+    from distributed import Client, LocalCluster
+
+    with tempfile.TemporaryDirectory(prefix="bench-grader-") as tmp, \
+            LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True,
+                         host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster) as client:
+        tmp_path = Path(tmp)
+        build_class(tmp_path / "submissions", args.learners)
+        # Warm-up, for both sides: the judge's imports on every worker, disk caches.
+        client.run(__import__, "asynclab.grading.cluster")
+        run_grader(tmp_path / "submissions", tmp_path / "warm", args.jobs, cluster.scheduler_address)
+        local, remote = [], []
+        for _ in range(args.repeat):
+            seconds, points = run_grader(tmp_path / "submissions", tmp_path / "out", args.jobs)
+            local.append(seconds)
+            seconds, cluster_points = run_grader(tmp_path / "submissions", tmp_path / "out-cluster",
+                                                 args.jobs, cluster.scheduler_address)
+            remote.append(seconds)
+            assert cluster_points == points, (cluster_points, points)  # the same grades
+    g, c = statistics.median(local), statistics.median(remote)
+    passed = sum(1 for p in points.values() if p)
+    print(f"{args.learners} learners x {STEM}.ipynb, {os.cpu_count()} cores ({passed} of "
+          f"{args.learners} passed, the same grades both ways)")
+    print(f"  grader here, --jobs {args.jobs}:                          {g:6.2f} s")
+    print(f"  grader on a local Dask cluster, {args.jobs} workers x 1 thread: {c:6.2f} s")
+    print(f"  ratio (cluster / here):                          {c / g:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learners", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; medians are shown")
+    parser.add_argument("--cluster", action="store_true",
+                        help="compare with grading on a local Dask cluster (--scheduler)")
     args = parser.parse_args()
+    if args.cluster:
+        bench_cluster(args)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-grader-") as tmp:
         tmp_path = Path(tmp)
         paths = build_class(tmp_path / "submissions", args.learners)
