@@ -14,8 +14,10 @@ means kernel start-up and execution of different notebooks overlap.
 
 With ``--cluster``, it compares the grader on this machine with the same grader judging
 on a Dask cluster (``--scheduler``): a local scheduler and ``--jobs`` worker processes of
-one thread each, started here, so both have the same cores. It prints both times and
-their ratio (cluster / local): what handing the notebooks to workers costs.
+two threads each, started here (each worker runs one notebook while the next kernel
+starts, as the local grader's ``--jobs`` does), so both use the same cores the same way.
+It prints both times and their ratio (cluster / local): what handing the notebooks to
+workers costs. It stops with an error if the two ever grade differently.
 
     .venv/bin/python scripts/bench_grader.py [--learners 6] [--jobs N] [--repeat 1] [--cluster]
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import statistics
 import sys
@@ -90,7 +93,9 @@ def run_grader(submissions: Path, out: Path, jobs: int,
     seconds = time.perf_counter() - started
     points = {student: sum(ex.points for ex in v.exercises.values())
               for (student, _), v in run.results.items()}
-    return seconds, points
+    why = {student: [m for ex in v.exercises.values() for m in ex.messages] or v.message
+           for (student, _), v in run.results.items()}
+    return seconds, points, why
 
 
 def run_sequential(paths: list[Path], workdir: Path) -> float:
@@ -107,8 +112,9 @@ def bench_cluster(args: argparse.Namespace) -> None:
     from distributed import Client, LocalCluster
 
     with tempfile.TemporaryDirectory(prefix="bench-grader-") as tmp, \
-            LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True,
-                         host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
+            LocalCluster(n_workers=args.jobs, threads_per_worker=args.threads, processes=True,
+                         host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                         silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         tmp_path = Path(tmp)
         build_class(tmp_path / "submissions", args.learners)
@@ -117,18 +123,27 @@ def bench_cluster(args: argparse.Namespace) -> None:
         run_grader(tmp_path / "submissions", tmp_path / "warm", args.jobs, cluster.scheduler_address)
         local, remote = [], []
         for _ in range(args.repeat):
-            seconds, points = run_grader(tmp_path / "submissions", tmp_path / "out", args.jobs)
+            seconds, points, why = run_grader(tmp_path / "submissions", tmp_path / "out",
+                                              args.jobs)
             local.append(seconds)
-            seconds, cluster_points = run_grader(tmp_path / "submissions", tmp_path / "out-cluster",
-                                                 args.jobs, cluster.scheduler_address)
+            seconds, cluster_points, cluster_why = run_grader(
+                tmp_path / "submissions", tmp_path / "out-cluster", args.jobs,
+                cluster.scheduler_address)
             remote.append(seconds)
-            assert cluster_points == points, (cluster_points, points)  # the same grades
+            for student in sorted(points):
+                if cluster_points.get(student) != points[student]:
+                    print(f"DIFFERENT GRADES for {student}: here {points[student]} "
+                          f"{why[student]}, on the cluster {cluster_points.get(student)} "
+                          f"{cluster_why.get(student)}", file=sys.stderr)
+            if cluster_points != points:
+                sys.exit(1)
     g, c = statistics.median(local), statistics.median(remote)
     passed = sum(1 for p in points.values() if p)
     print(f"{args.learners} learners x {STEM}.ipynb, {os.cpu_count()} cores ({passed} of "
           f"{args.learners} passed, the same grades both ways)")
     print(f"  grader here, --jobs {args.jobs}:                          {g:6.2f} s")
-    print(f"  grader on a local Dask cluster, {args.jobs} workers x 1 thread: {c:6.2f} s")
+    print(f"  grader on a local Dask cluster, {args.jobs} workers x {args.threads} thread(s): "
+          f"{c:6.2f} s")
     print(f"  ratio (cluster / here):                          {c / g:6.2f}")
 
 
@@ -139,6 +154,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; medians are shown")
     parser.add_argument("--cluster", action="store_true",
                         help="compare with grading on a local Dask cluster (--scheduler)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="with --cluster: threads of each worker (default 2: one runs a "
+                             "notebook, one starts the next kernel)")
     args = parser.parse_args()
     if args.cluster:
         bench_cluster(args)
@@ -149,7 +167,8 @@ def main() -> None:
         run_sequential(paths[:1], tmp_path)  # warm-up: imports and disk caches for both sides
         graded, sequential = [], []
         for _ in range(args.repeat):
-            seconds, points = run_grader(tmp_path / "submissions", tmp_path / "out", args.jobs)
+            seconds, points, _ = run_grader(tmp_path / "submissions", tmp_path / "out",
+                                            args.jobs)
             graded.append(seconds)
             sequential.append(run_sequential(paths, tmp_path))
     g, s = statistics.median(graded), statistics.median(sequential)

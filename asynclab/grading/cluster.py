@@ -21,8 +21,11 @@ grader's event loop):
   is marked "not graded: error", saying so, and the rest of the class goes on;
 * Ctrl-C / SIGTERM cancel the outstanding tasks; what is done is kept.
 
-On a worker (``judge_on_worker``, in one of the worker's threads, one notebook per
-thread: ``dask worker --nthreads N`` judges N at once):
+On a worker (``judge_on_worker``, one notebook per worker thread):
+
+* as ``--jobs`` does locally, half of the worker's threads (rounded up) run notebooks and
+  the others start the next kernels meanwhile: ``dask worker --nthreads 2N`` runs N
+  notebooks at once on N cores, and a core is never idle while a kernel starts;
 
 * it checks that it runs the grader's course (same package fingerprint, same course
   notebook digest); if not, the verdict is an error that says so, never a grade;
@@ -44,6 +47,7 @@ import os
 import pickle
 import sys
 import tempfile
+import threading
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -114,6 +118,48 @@ def _worker_root() -> Path:
 # -- the worker's side --------------------------------------------------------------------------
 
 
+class RunGate:
+    """How many notebooks run at once in this worker process, across its threads.
+
+    Each of the worker's threads judges one notebook on an event loop of its own, so the
+    gate is a thread semaphore, polled (a waiting notebook can still be cancelled).
+    """
+
+    POLL_S = 0.02
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.free = threading.BoundedSemaphore(size)
+
+    async def __aenter__(self) -> None:
+        while not self.free.acquire(blocking=False):
+            await asyncio.sleep(self.POLL_S)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.free.release()
+
+
+_gates: dict[int, RunGate] = {}
+_gates_lock = threading.Lock()
+
+
+def running_slots(threads: int) -> int:
+    """Notebooks that run at once on a worker with ``threads`` threads (the rest start kernels)."""
+    return max(1, (threads + 1) // 2)
+
+
+def _run_gate() -> RunGate:
+    """This worker's gate (one per worker process), sized from its threads."""
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except Exception:  # noqa: BLE001 - not in a Dask task (a direct call): one at a time
+        threads = 1
+    with _gates_lock:
+        return _gates.setdefault(threads, RunGate(running_slots(threads)))
+
+
 def _where() -> str:
     with contextlib.suppress(Exception):
         from distributed import get_worker
@@ -148,7 +194,9 @@ def _result_wanted() -> Callable[[], bool]:
 async def _judge_while_wanted(sub: Submission, course: CourseNotebook, settings: GradeSettings,
                               wanted: Callable[[], bool]) -> NotebookVerdict | None:
     """``judge_safely`` (as a local run calls it); None when the grader gave up on it."""
-    judging = asyncio.ensure_future(judge_safely(sub, course, settings, Slots(1), LiveKernels()))
+    slots = Slots(1)
+    slots.running = _run_gate()  # shared by the worker's threads, as Slots are by local tasks
+    judging = asyncio.ensure_future(judge_safely(sub, course, settings, slots, LiveKernels()))
     while True:
         done, _ = await asyncio.wait({judging}, timeout=WATCH_S)
         if done:
@@ -212,7 +260,7 @@ class ClusterJudge:
         self.packed_settings = pickle.dumps(settings)
         self.outstanding: set[Any] = set()  # futures submitted and not yet answered
         self.workers: dict[str, dict] = {}  # address -> the scheduler's information
-        self.threads = 0
+        self.threads = self.running = 0
         self.window = asyncio.Semaphore(2)
         self.window_size = 2
         self.watcher: asyncio.Task | None = None
@@ -264,6 +312,8 @@ class ClusterJudge:
         self.workers = {address: worker for address, worker in info.get("workers", {}).items()
                         if worker.get("status", "running") == "running"}
         self.threads = sum(int(worker.get("nthreads", 1)) for worker in self.workers.values())
+        self.running = sum(running_slots(int(worker.get("nthreads", 1)))
+                           for worker in self.workers.values())
         while self.window_size < 2 * self.threads:
             self.window.release()
             self.window_size += 1
@@ -282,7 +332,7 @@ class ClusterJudge:
 
     def describe(self) -> str:
         return (f"on the Dask cluster at {self.settings.scheduler}: {len(self.workers)} workers, "
-                f"{self.threads} notebooks at a time")
+                f"{self.running} notebooks at a time")
 
     async def __call__(self, sub: Submission, course: CourseNotebook) -> NotebookVerdict:
         async with self.window:
@@ -295,8 +345,12 @@ class ClusterJudge:
         from distributed import KilledWorker
         from distributed.client import FutureCancelledError
 
+        try:
+            data = sub.path.read_bytes()
+        except OSError as exc:  # gone or unreadable since the class was listed
+            return self._error(sub, course, f"the grader could not read {sub.path.name} ({exc})")
         task = {"student": sub.student, "stem": sub.stem, "name": sub.path.name,
-                "data": sub.path.read_bytes(), "course_digest": course.digest,
+                "data": data, "course_digest": course.digest,
                 "fingerprint": self.fingerprint, "version": _package_version(),
                 "settings": self.packed_settings}
         lost = ""
