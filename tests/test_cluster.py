@@ -1,8 +1,8 @@
 """asynclab grade --scheduler: a class judged by the workers of a real Dask cluster.
 
 The module starts a real ``dask scheduler`` and two ``dask worker`` processes (the venv's
-CLI, on 127.0.0.1, random ports, one thread each, no nanny: a killed worker stays dead,
-as a machine that fails) and grades a small class through them. The same class is graded
+CLI, on 127.0.0.1, random ports, two threads each: one runs a notebook while the other
+starts the next kernel; no nanny: a killed worker stays dead, as a machine that fails) and grades a small class through them. The same class is graded
 once locally, and every cluster run must give the same gradebook.csv: with both workers,
 with one worker killed while it judges, and not a grade at all for a notebook whose
 workers all die. The scheduler allows one worker death per task
@@ -11,6 +11,7 @@ workers all die. The scheduler allows one worker death per task
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import json
@@ -103,7 +104,7 @@ class Cluster:
 
     def start_worker(self, name: str) -> None:
         self.workers[name] = self._spawn(name, [
-            DASK, "worker", self.address, "--name", name, "--nthreads", "1", "--no-nanny",
+            DASK, "worker", self.address, "--name", name, "--nthreads", "2", "--no-nanny",
             "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
             "--local-directory", str(self.folder / name)])
 
@@ -345,3 +346,30 @@ def test_a_worker_with_another_course_notebook_refuses_to_judge(tmp_path, monkey
     assert "verdict" not in answer
     assert f"has another {STEM}.ipynb or other checks than the grader" in answer["problem"]
     assert str(other) in answer["problem"]
+
+
+def test_the_run_gate_is_shared_by_a_workers_threads():
+    """Threads, each with its own event loop (as a worker's), never run more than the gate allows."""
+    gate = cluster.RunGate(cluster.running_slots(4))
+    inside, most, done, lock = 0, 0, 0, threading.Lock()
+    pair = threading.Barrier(2, timeout=20)  # passes only when two are inside at once
+
+    async def notebook() -> None:
+        nonlocal inside, most, done
+        async with gate:
+            with lock:
+                inside += 1
+                most = max(most, inside)
+            pair.wait()
+            await asyncio.sleep(0.01)
+            with lock:
+                inside -= 1
+                done += 1
+
+    threads = [threading.Thread(target=asyncio.run, args=(notebook(),)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert (most, done, inside) == (2, 6, 0)
+    assert [cluster.running_slots(n) for n in (1, 2, 3, 4, 8)] == [1, 1, 2, 2, 4]
