@@ -12,14 +12,16 @@ the same run:
 and prints both times and their ratio (grader / sequential). A ratio well under 1
 means kernel start-up and execution of different notebooks overlap.
 
-With ``--cluster``, it compares the grader on this machine with the same grader judging
-on a Dask cluster (``--scheduler``): a local scheduler and ``--jobs`` worker processes of
-two threads each, started here (each worker runs one notebook while the next kernel
-starts, as the local grader's ``--jobs`` does), so both use the same cores the same way.
-It prints both times and their ratio (cluster / local): what handing the notebooks to
-workers costs. It stops with an error if the two ever grade differently.
+    .venv/bin/python scripts/bench_grader.py [--learners 6] [--jobs N] [--repeat 1]
 
-    .venv/bin/python scripts/bench_grader.py [--learners 6] [--jobs N] [--repeat 1] [--cluster]
+With ``--cluster``, it compares instead the grader on this machine with the same grader
+judging on a Dask cluster (``--scheduler``): a local scheduler and ``--jobs`` worker
+processes of two threads each, started here (each worker runs one notebook while the
+next kernel starts, as the local grader's ``--jobs`` does), so both use the same cores
+the same way. It prints both times and their ratio (cluster / here): what handing the
+notebooks to workers costs. It stops with an error if the two ever grade differently.
+
+    .venv/bin/python scripts/bench_grader.py --cluster [--learners 6] [--jobs N] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -82,8 +84,31 @@ def build_class(folder: Path, learners: int) -> list[Path]:
     return paths
 
 
-def run_grader(submissions: Path, out: Path, jobs: int,
-               scheduler: str | None = None) -> tuple[float, dict]:
+def run_grader(submissions: Path, out: Path, jobs: int) -> tuple[float, dict]:
+    settings = GradeSettings(submissions=submissions, out=out, root=ROOT, max_in_flight=jobs,
+                             force=True, show_progress=False,
+                             limits=Limits(variants=("public", "hidden"), want_png=True))
+    started = time.perf_counter()
+    run = asyncio.run(grade(settings))
+    write_outputs(run, settings)
+    seconds = time.perf_counter() - started
+    points = {student: sum(ex.points for ex in v.exercises.values())
+              for (student, _), v in run.results.items()}
+    return seconds, points
+
+
+def run_sequential(paths: list[Path], workdir: Path) -> float:
+    started = time.perf_counter()
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3",
+                       resources={"metadata": {"path": str(workdir)}}).execute()
+    return time.perf_counter() - started
+
+
+def grade_timed(submissions: Path, out: Path, jobs: int,
+                scheduler: str | None) -> tuple[float, dict, dict]:
+    """Seconds, points and messages per learner of one grading run, here or on a cluster."""
     settings = GradeSettings(submissions=submissions, out=out, root=ROOT, max_in_flight=jobs,
                              force=True, show_progress=False, scheduler=scheduler,
                              limits=Limits(variants=("public", "hidden"), want_png=True))
@@ -98,17 +123,8 @@ def run_grader(submissions: Path, out: Path, jobs: int,
     return seconds, points, why
 
 
-def run_sequential(paths: list[Path], workdir: Path) -> float:
-    started = time.perf_counter()
-    for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": str(workdir)}}).execute()
-    return time.perf_counter() - started
-
-
 def bench_cluster(args: argparse.Namespace) -> None:
-    """The grader here, and through a local Dask scheduler with ``--jobs`` one-thread workers."""
+    """The grader here, and through a local Dask scheduler with ``--jobs`` two-thread workers."""
     from distributed import Client, LocalCluster
 
     with tempfile.TemporaryDirectory(prefix="bench-grader-") as tmp, \
@@ -117,19 +133,18 @@ def bench_cluster(args: argparse.Namespace) -> None:
                          silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         tmp_path = Path(tmp)
-        build_class(tmp_path / "submissions", args.learners)
+        submissions = tmp_path / "submissions"
+        build_class(submissions, args.learners)
         # Warm-up, for both sides: the judge's imports on every worker, disk caches.
         client.run(__import__, "asynclab.grading.cluster")
-        run_grader(tmp_path / "submissions", tmp_path / "warm", args.jobs, cluster.scheduler_address)
-        local, remote = [], []
-        for _ in range(args.repeat):
-            seconds, points, why = run_grader(tmp_path / "submissions", tmp_path / "out",
-                                              args.jobs)
-            local.append(seconds)
-            seconds, cluster_points, cluster_why = run_grader(
-                tmp_path / "submissions", tmp_path / "out-cluster", args.jobs,
-                cluster.scheduler_address)
-            remote.append(seconds)
+        grade_timed(submissions, tmp_path / "warm", args.jobs, cluster.scheduler_address)
+        here, there = [], []
+        for _ in range(args.repeat):  # interleaved, so a change of load hits both alike
+            seconds, points, why = grade_timed(submissions, tmp_path / "out", args.jobs, None)
+            here.append(seconds)
+            seconds, cluster_points, cluster_why = grade_timed(
+                submissions, tmp_path / "out-cluster", args.jobs, cluster.scheduler_address)
+            there.append(seconds)
             for student in sorted(points):
                 if cluster_points.get(student) != points[student]:
                     print(f"DIFFERENT GRADES for {student}: here {points[student]} "
@@ -137,12 +152,12 @@ def bench_cluster(args: argparse.Namespace) -> None:
                           f"{cluster_why.get(student)}", file=sys.stderr)
             if cluster_points != points:
                 sys.exit(1)
-    g, c = statistics.median(local), statistics.median(remote)
+    g, c = statistics.median(here), statistics.median(there)
     passed = sum(1 for p in points.values() if p)
     print(f"{args.learners} learners x {STEM}.ipynb, {os.cpu_count()} cores ({passed} of "
           f"{args.learners} passed, the same grades both ways)")
     print(f"  grader here, --jobs {args.jobs}:                          {g:6.2f} s")
-    print(f"  grader on a local Dask cluster, {args.jobs} workers x {args.threads} thread(s): "
+    print(f"  grader on a local Dask cluster, {args.jobs} workers x {args.threads} threads: "
           f"{c:6.2f} s")
     print(f"  ratio (cluster / here):                          {c / g:6.2f}")
 
@@ -167,8 +182,7 @@ def main() -> None:
         run_sequential(paths[:1], tmp_path)  # warm-up: imports and disk caches for both sides
         graded, sequential = [], []
         for _ in range(args.repeat):
-            seconds, points, _ = run_grader(tmp_path / "submissions", tmp_path / "out",
-                                            args.jobs)
+            seconds, points = run_grader(tmp_path / "submissions", tmp_path / "out", args.jobs)
             graded.append(seconds)
             sequential.append(run_sequential(paths, tmp_path))
     g, s = statistics.median(graded), statistics.median(sequential)

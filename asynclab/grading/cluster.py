@@ -95,10 +95,16 @@ def _package_version() -> str:
         return "unknown"
 
 
-def worker_identity() -> dict[str, str]:
-    """What a worker says about itself when the grader connects (``Client.run``)."""
+def worker_identity(sandboxed: bool = False) -> dict[str, str | None]:
+    """What a worker says about itself when the grader connects (``Client.run``): its course,
+    and (when the kernels are to be sandboxed) why it cannot make a sandbox, if it cannot."""
+    problem = None
+    if sandboxed:
+        from asynclab.grading.sandbox import unavailable
+
+        problem = unavailable()
     return {"fingerprint": grading_fingerprint(), "version": _package_version(),
-            "python": sys.version.split()[0], "root": str(_worker_root())}
+            "python": sys.version.split()[0], "root": str(_worker_root()), "sandbox": problem}
 
 
 def _worker_root() -> Path:
@@ -290,21 +296,25 @@ class ClusterJudge:
         return judge
 
     async def check_workers(self) -> None:
-        """Refuse a cluster whose workers run another course (workers joining later are
-        checked with each task)."""
-        answers = await self.client.run(worker_identity, on_error="return")
+        """Refuse a cluster whose workers run another course, or cannot sandbox the kernels
+        when they must (workers joining later are checked with each task)."""
+        sandboxed = bool(getattr(self.settings.limits, "sandbox", False))
+        answers = await self.client.run(worker_identity, sandboxed, on_error="return")
         wrong = []
         for address, answer in sorted(answers.items()):
             if isinstance(answer, BaseException):
                 wrong.append(f"{address} cannot run the course's code ({type(answer).__name__}: "
-                             f"{answer})")
+                             f"{answer}); install the same course on every worker")
             elif answer["fingerprint"] != self.fingerprint:
                 wrong.append(f"{address} runs asynclab {answer['version']} with code "
-                             f"{answer['fingerprint']} (from {answer['root']})")
+                             f"{answer['fingerprint']} (from {answer['root']}), this grader "
+                             f"{self.fingerprint}; install the same course on every worker")
+            elif answer.get("sandbox"):
+                wrong.append(f"{address} cannot start sandboxed kernels ({answer['sandbox']}); "
+                             "enable it there, or grade with --no-sandbox")
         if wrong:
-            raise CannotGrade(f"{len(wrong)} of the cluster's {len(answers)} workers do not run "
-                              f"this course (code {self.fingerprint} here): {wrong[0]}; install "
-                              "the same course on every worker (see the README)")
+            raise CannotGrade(f"{len(wrong)} of the cluster's {len(answers)} workers cannot "
+                              f"judge for this grader: {wrong[0]} (see the README)")
 
     async def refresh(self) -> None:
         """Learn the cluster's workers; the window grows with their threads."""

@@ -339,7 +339,7 @@ class LocalJudge:
         self.kernels.kill_all()
 
     async def aclose(self) -> None:
-        pass
+        self.kernels.kill_all()  # none should be left by now
 
 
 Judge = Callable[[Submission, CourseNotebook], Awaitable[NotebookVerdict]]
