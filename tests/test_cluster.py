@@ -32,7 +32,7 @@ import pytest
 
 from asynclab.cli import main
 from asynclab.grading import cluster
-from asynclab.grading.command import GradeSettings
+from asynclab.grading.command import CannotGrade, GradeSettings
 from asynclab.grading.judge import load_course_notebook
 from grader_cases import CASES, ROOT, STEM, solved, write
 
@@ -373,3 +373,38 @@ def test_the_run_gate_is_shared_by_a_workers_threads():
         thread.join(timeout=60)
     assert (most, done, inside) == (2, 6, 0)
     assert [cluster.running_slots(n) for n in (1, 2, 3, 4, 8)] == [1, 1, 2, 2, 4]
+
+
+class FakeClient:
+    """What ``ClusterJudge.check_workers`` asks of a Dask client: run a function on every worker."""
+
+    def __init__(self, answers: dict) -> None:
+        self.answers = answers
+
+    async def run(self, function, *args, on_error="raise"):
+        return self.answers
+
+
+def refusal(answers: dict) -> str:
+    settings = GradeSettings(Path("."), Path("out"), ROOT, 1, scheduler="tcp://127.0.0.1:1")
+    judge = cluster.ClusterJudge(settings, FakeClient(answers), progress=None)
+    with pytest.raises(CannotGrade) as refused:
+        asyncio.run(judge.check_workers())
+    return str(refused.value)
+
+
+def test_the_grader_refuses_workers_that_cannot_judge_for_it():
+    mine = cluster.worker_identity()
+    other = {**mine, "fingerprint": "0123456789abcdef"}
+    assert asyncio.run(cluster.ClusterJudge(
+        GradeSettings(Path("."), Path("out"), ROOT, 1), FakeClient({"tcp://a:1": mine}),
+        progress=None).check_workers()) is None  # the same course: accepted
+    words = refusal({"tcp://a:1": mine, "tcp://b:1": other})
+    assert words.startswith("1 of the cluster's 2 workers cannot judge for this grader: "
+                            "tcp://b:1 runs asynclab")
+    assert "install the same course on every worker" in words
+    words = refusal({"tcp://a:1": ModuleNotFoundError("No module named 'asynclab'")})
+    assert "tcp://a:1 cannot run the course's code (ModuleNotFoundError" in words
+    words = refusal({"tcp://a:1": {**mine, "sandbox": "bubblewrap (bwrap) is not installed"}})
+    assert "tcp://a:1 cannot start sandboxed kernels (bubblewrap (bwrap) is not installed)" in words
+    assert "--no-sandbox" in words
