@@ -26,7 +26,6 @@ On a worker (``judge_on_worker``, one notebook per worker thread):
 * as ``--jobs`` does locally, half of the worker's threads (rounded up) run notebooks and
   the others start the next kernels meanwhile: ``dask worker --nthreads 2N`` runs N
   notebooks at once on N cores, and a core is never idle while a kernel starts;
-
 * it checks that it runs the grader's course (same package fingerprint, same course
   notebook digest); if not, the verdict is an error that says so, never a grade;
 * it writes the bytes to a temporary file and calls ``judge_safely``, the function a
