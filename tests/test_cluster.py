@@ -164,24 +164,26 @@ def grade_command(submissions: Path, out: Path, address: str, *extra: str) -> li
             "--scheduler", address, *LIMITS, *extra]
 
 
-def test_the_cluster_gives_the_same_gradebook_as_a_local_run(cluster_up, the_class, tmp_path):
+def test_the_cluster_gives_the_same_gradebook_as_a_local_run(cluster_up, the_class, tmp_path,
+                                                             capsys):
     submissions, local = the_class
     assert local["ann"]["fetch_all_urls"] == "1" and local["bob"]["fetch_all_urls"] == "0"
-    done = subprocess.run(grade_command(submissions, tmp_path / "out", cluster_up.address),
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr
+    capsys.readouterr()
+    status = main(["grade", str(submissions), "--out", str(tmp_path / "out"),
+                   "--scheduler", cluster_up.address, *LIMITS])
+    err = capsys.readouterr().err
+    assert status == 0, err
     assert read_rows(tmp_path / "out") == local
-    assert "on the Dask cluster at" in done.stderr and "2 workers" in done.stderr
-    assert "of 2 workers busy" in done.stderr  # the progress shows the workers in use
+    assert "on the Dask cluster at" in err and "2 workers" in err
+    assert "of 2 workers busy" in err  # the progress shows the workers in use
     # The feedback names the learner's file, not the worker's temporary copy.
     document = json.loads((tmp_path / "out" / "gradebook.json").read_text())
     ann = next(entry for entry in document["learners"] if entry["student"] == "ann")
     assert ann["notebooks"][STEM]["source"] == str(submissions / "ann" / f"{STEM}.ipynb")
     # A second run resumes from OUT/results, as a local run does: nothing is sent.
-    again = subprocess.run(grade_command(submissions, tmp_path / "out", "tcp://127.0.0.1:9"),
-                           cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert again.returncode == 0, again.stderr
-    assert "3 already graded, 0 to run" in again.stderr
+    assert main(["grade", str(submissions), "--out", str(tmp_path / "out"),
+                 "--scheduler", "tcp://127.0.0.1:9", *LIMITS]) == 0
+    assert "3 already graded, 0 to run" in capsys.readouterr().err
     assert read_rows(tmp_path / "out") == local
 
 
