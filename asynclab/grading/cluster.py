@@ -254,6 +254,23 @@ def judge_on_worker(task: dict[str, Any]) -> dict[str, Any]:
 # -- the grader's side --------------------------------------------------------------------------
 
 
+async def _listening(address: str) -> None:
+    """Raise at once (OSError) when nothing listens at a TCP address: Dask's own connection
+    retries until its timeout, which is no answer to a mistyped port."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme not in ("tcp", "tls"):
+        raise ValueError(f"{scheme}:// is not supported, only tcp:// and tls://")
+    host, port = parse_host_port(location)
+    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+        _, writer = await asyncio.open_connection(host, port)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
 class ClusterJudge:
     """Judges notebooks on the workers of a Dask cluster (the seam: see ``LocalJudge``)."""
 
@@ -277,6 +294,7 @@ class ClusterJudge:
 
         address = settings.scheduler
         try:
+            await _listening(address)
             client = await Client(address, asynchronous=True, timeout=CONNECT_TIMEOUT_S,
                                   set_as_default=False, name="asynclab-grade")
         except (OSError, ValueError, TypeError, TimeoutError) as exc:
