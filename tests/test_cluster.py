@@ -284,6 +284,38 @@ def test_sigterm_cancels_what_the_workers_still_judge(cluster_up, tmp_path):
     assert alive == []
 
 
+def test_a_lost_scheduler_ends_the_run_and_keeps_what_is_done(dask_cluster, tmp_path):
+    """The scheduler dies for good (the module's last use of the cluster): the grader does not
+    wait for ever; what is done is kept, the rest is "not graded: error" for the next run."""
+    dask_cluster.ensure_workers()
+    submissions, out = tmp_path / "submissions", tmp_path / "out"
+    (submissions / "ann").mkdir(parents=True)
+    (submissions / "ann" / f"{STEM}.ipynb").write_bytes(b'{"cells": [')  # judged at once
+    write(CASES["endless_await"](), submissions / "bob" / f"{STEM}.ipynb")
+    grader = subprocess.Popen(grade_command(submissions, out, dask_cluster.address, "--quiet",
+                                            "--timeout-cell", "200", "--timeout-notebook", "400"),
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    workers = [w.pid for w in dask_cluster.workers.values()]
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "results" / "ann" / f"{STEM}.json").exists()
+                   and any(kernels_of(pid) for pid in workers)):  # bob's kernel runs
+            assert grader.poll() is None, grader.communicate()[1]
+            assert time.monotonic() < deadline, "the class did not start"
+            time.sleep(0.1)
+        kill_tree(dask_cluster.scheduler.pid)
+        _, err = grader.communicate(timeout=120)
+    finally:
+        if grader.poll() is None:
+            grader.kill()
+    assert grader.returncode == 0, err
+    rows = read_rows(out)
+    assert rows["ann"]["fetch_all_urls"] == "0"  # kept: not a notebook, whoever judges it
+    assert rows["bob"]["fetch_all_urls"] == "not graded: error"
+    bob = json.loads((out / "results" / "bob" / f"{STEM}.json").read_text())
+    assert "the grader lost the Dask scheduler at" in bob["message"], bob["message"]
+
+
 def test_an_unreachable_scheduler_is_one_line_at_once(tmp_path):
     with socket.socket() as probe:  # a port where nothing listens
         probe.bind(("127.0.0.1", 0))

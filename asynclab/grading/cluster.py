@@ -271,6 +271,10 @@ async def _listening(address: str) -> None:
         await writer.wait_closed()
 
 
+class _SchedulerLost(Exception):
+    pass
+
+
 class ClusterJudge:
     """Judges notebooks on the workers of a Dask cluster (the seam: see ``LocalJudge``)."""
 
@@ -286,6 +290,7 @@ class ClusterJudge:
         self.window = asyncio.Semaphore(2)
         self.window_size = 2
         self.watcher: asyncio.Task | None = None
+        self.lost = asyncio.Event()  # the client gave up on the scheduler: no answer will come
 
     @classmethod
     async def connect(cls, settings: GradeSettings, progress: Progress) -> ClusterJudge:
@@ -346,8 +351,8 @@ class ClusterJudge:
             self.window_size += 1
 
     async def watch(self) -> None:
-        """Keep the progress line's workers up to date."""
-        while True:
+        """Keep the progress line's workers up to date; notice a scheduler gone for good."""
+        while not self.scheduler_gone():
             with contextlib.suppress(Exception):
                 await self.refresh()
                 processing = await self.client.processing()
@@ -356,6 +361,12 @@ class ClusterJudge:
                                         if self.workers else "waiting for workers to join")
                 self.progress.redraw()
             await asyncio.sleep(2 * WATCH_S)
+
+    def scheduler_gone(self) -> bool:
+        """Whether the client gave up reconnecting to the scheduler (then nothing will come)."""
+        if self.client.status in ("closing", "closed"):
+            self.lost.set()
+        return self.lost.is_set()
 
     def describe(self) -> str:
         return (f"on the Dask cluster at {self.settings.scheduler}: {len(self.workers)} workers, "
@@ -382,19 +393,25 @@ class ClusterJudge:
                 "settings": self.packed_settings}
         lost = ""
         for _ in range(LOST_TRIES):
-            future = self.client.submit(judge_on_worker, task, pure=False,
-                                        key=f"asynclab-judge-{uuid.uuid4().hex}")
+            if self.scheduler_gone():
+                break
+            try:
+                future = self.client.submit(judge_on_worker, task, pure=False,
+                                            key=f"asynclab-judge-{uuid.uuid4().hex}")
+            except Exception as exc:  # noqa: BLE001 - e.g. the scheduler is gone for good
+                return self._error(sub, course, f"the cluster could not take this notebook "
+                                   f"({type(exc).__name__}: {exc})")
             self.outstanding.add(future)
             try:
-                answer = await future
+                answer = await self._answer(future)
             except KilledWorker as exc:
                 return self._error(sub, course, (
                     f"every worker that judged this notebook died while judging it "
                     f"({exc.allowed_failures + 1} workers, the last "
                     f"{getattr(exc.last_worker, 'address', exc.last_worker)}): "
                     "the next run grades it again; the workers' logs say why they died"))
-            except FutureCancelledError as exc:  # not by us: we cancel only when cancelled
-                lost = f"{exc.reason}"
+            except (FutureCancelledError, _SchedulerLost) as exc:  # lost, not cancelled by
+                lost = getattr(exc, "reason", "") or "the scheduler was lost"  # us: try again
                 continue
             except Exception as exc:  # noqa: BLE001 - the cluster failed, not the learner
                 return self._error(sub, course, f"the cluster could not judge this notebook "
@@ -405,8 +422,30 @@ class ClusterJudge:
             if "verdict" in answer:
                 return NotebookVerdict.from_dict(answer["verdict"])
             return self._error(sub, course, answer["problem"])
+        if self.scheduler_gone():
+            return self._error(sub, course, f"the grader lost the Dask scheduler at "
+                               f"{self.settings.scheduler}; the next run grades it again")
         return self._error(sub, course, f"the cluster lost this notebook {LOST_TRIES} times "
                            f"({lost}); the next run grades it again")
+
+    async def _answer(self, future: Any) -> dict[str, Any]:
+        """The task's answer; _SchedulerLost when the client gave up on the scheduler (its
+        futures would then wait for ever)."""
+
+        async def result() -> dict[str, Any]:
+            return await future
+
+        answer = asyncio.ensure_future(result())
+        lost = asyncio.ensure_future(self.lost.wait())
+        try:
+            done, _ = await asyncio.wait({answer, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not answer.done():
+                answer.cancel()
+        if answer not in done:
+            raise _SchedulerLost()
+        return answer.result()
 
     @staticmethod
     def _error(sub: Submission, course: CourseNotebook, message: str) -> NotebookVerdict:

@@ -13,7 +13,9 @@ process) through nbclient's async API, all on one event loop:
 * **graceful shutdown**: SIGINT (Ctrl-C) or SIGTERM cancels the grading task
   (``loop.add_signal_handler``); cancellation reaches every running notebook,
   whose ``finally`` kills its kernel; what was finished is written, the rest is
-  marked "not graded: interrupted". A second signal kills the kernels at once.
+  marked "not graded: interrupted". A second signal kills the kernels at once;
+* **a cluster** (``--scheduler``): the judging alone moves to the workers of a Dask
+  cluster (``asynclab.grading.cluster``, behind ``LocalJudge``'s seam); the rest is this.
 
 What is guaranteed:
 
