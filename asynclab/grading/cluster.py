@@ -239,7 +239,7 @@ def judge_on_worker(task: dict[str, Any]) -> dict[str, Any]:
                 f"its course folder: {root}): install the grader's course on every worker")}
         settings = replace(pickle.loads(task["settings"]), root=root, scheduler=None)
         with tempfile.TemporaryDirectory(prefix="asynclab-submission-") as folder:
-            path = Path(folder) / task["name"]
+            path = Path(folder) / Path(task["name"]).name
             path.write_bytes(task["data"])
             sub = Submission(task["student"], task["stem"], path)
             verdict = asyncio.run(_judge_while_wanted(sub, course, settings, _result_wanted()))
