@@ -129,7 +129,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
               "it can read other learners' notebooks and the solutions, change the gradebook, "
               "signal the grader and reach your network. gradebook.json records it.",
               file=sys.stderr)
-    else:
+    elif not args.scheduler:  # a cluster's workers say at connect time whether they can
         from asynclab.grading.sandbox import unavailable
 
         why = unavailable()
@@ -142,7 +142,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                              force=args.force,
                              limits=_limits(args, variants=("public", "hidden"), want_png=True,
                                             sandbox=not args.no_sandbox),
-                             show_progress=not args.quiet)
+                             show_progress=not args.quiet, scheduler=args.scheduler)
     return main_grade(settings)
 
 
@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="notebooks run at once (default: the number of cores)")
     p.add_argument("--force", action="store_true", help="grade again what an earlier run graded")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="judge on the workers of this Dask cluster (tcp://HOST:8786) instead of "
+                        "here; each worker judges --nthreads notebooks at once, --jobs is not "
+                        "used (see the README)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run learner code without the bubblewrap sandbox, with your own rights "

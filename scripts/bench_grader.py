@@ -14,12 +14,22 @@ and prints the times, what the sandbox costs, and the ratio grader / sequential.
 ratio well under 1 means kernel start-up and execution of different notebooks overlap.
 
     .venv/bin/python scripts/bench_grader.py [--learners 6] [--jobs N] [--repeat 1]
+
+With ``--cluster``, it compares instead the grader on this machine with the same grader
+judging on a Dask cluster (``--scheduler``): a local scheduler and ``--jobs`` worker
+processes of two threads each, started here (each worker runs one notebook while the
+next kernel starts, as the local grader's ``--jobs`` does), so both use the same cores
+the same way. It prints both times and their ratio (cluster / here): what handing the
+notebooks to workers costs. It stops with an error if the two ever grade differently.
+
+    .venv/bin/python scripts/bench_grader.py --cluster [--learners 6] [--jobs N] [--repeat 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import statistics
 import sys
@@ -99,12 +109,76 @@ def run_sequential(paths: list[Path], workdir: Path) -> float:
     return time.perf_counter() - started
 
 
+def grade_timed(submissions: Path, out: Path, jobs: int,
+                scheduler: str | None) -> tuple[float, dict, dict]:
+    """Seconds, points and messages per learner of one grading run, here or on a cluster."""
+    settings = GradeSettings(submissions=submissions, out=out, root=ROOT, max_in_flight=jobs,
+                             force=True, show_progress=False, scheduler=scheduler,
+                             limits=Limits(variants=("public", "hidden"), want_png=True))
+    started = time.perf_counter()
+    run = asyncio.run(grade(settings))
+    write_outputs(run, settings)
+    seconds = time.perf_counter() - started
+    points = {student: sum(ex.points for ex in v.exercises.values())
+              for (student, _), v in run.results.items()}
+    why = {student: [m for ex in v.exercises.values() for m in ex.messages] or v.message
+           for (student, _), v in run.results.items()}
+    return seconds, points, why
+
+
+def bench_cluster(args: argparse.Namespace) -> None:
+    """The grader here, and through a local Dask scheduler with ``--jobs`` two-thread workers."""
+    from distributed import Client, LocalCluster
+
+    with tempfile.TemporaryDirectory(prefix="bench-grader-") as tmp, \
+            LocalCluster(n_workers=args.jobs, threads_per_worker=args.threads, processes=True,
+                         host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                         silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        tmp_path = Path(tmp)
+        submissions = tmp_path / "submissions"
+        build_class(submissions, args.learners)
+        # Warm-up, for both sides: the judge's imports on every worker, disk caches.
+        client.run(__import__, "asynclab.grading.cluster")
+        grade_timed(submissions, tmp_path / "warm", args.jobs, cluster.scheduler_address)
+        here, there = [], []
+        for _ in range(args.repeat):  # interleaved, so a change of load hits both alike
+            seconds, points, why = grade_timed(submissions, tmp_path / "out", args.jobs, None)
+            here.append(seconds)
+            seconds, cluster_points, cluster_why = grade_timed(
+                submissions, tmp_path / "out-cluster", args.jobs, cluster.scheduler_address)
+            there.append(seconds)
+            for student in sorted(points):
+                if cluster_points.get(student) != points[student]:
+                    print(f"DIFFERENT GRADES for {student}: here {points[student]} "
+                          f"{why[student]}, on the cluster {cluster_points.get(student)} "
+                          f"{cluster_why.get(student)}", file=sys.stderr)
+            if cluster_points != points:
+                sys.exit(1)
+    g, c = statistics.median(here), statistics.median(there)
+    passed = sum(1 for p in points.values() if p)
+    print(f"{args.learners} learners x {STEM}.ipynb, {os.cpu_count()} cores ({passed} of "
+          f"{args.learners} passed, the same grades both ways)")
+    print(f"  grader here, --jobs {args.jobs}:                          {g:6.2f} s")
+    print(f"  grader on a local Dask cluster, {args.jobs} workers x {args.threads} threads: "
+          f"{c:6.2f} s")
+    print(f"  ratio (cluster / here):                          {c / g:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learners", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; medians are shown")
+    parser.add_argument("--cluster", action="store_true",
+                        help="compare with grading on a local Dask cluster (--scheduler)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="with --cluster: threads of each worker (default 2: one runs a "
+                             "notebook, one starts the next kernel)")
     args = parser.parse_args()
+    if args.cluster:
+        bench_cluster(args)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-grader-") as tmp:
         tmp_path = Path(tmp)
         paths = build_class(tmp_path / "submissions", args.learners)

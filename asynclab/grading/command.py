@@ -13,7 +13,9 @@ process) through nbclient's async API, all on one event loop:
 * **graceful shutdown**: SIGINT (Ctrl-C) or SIGTERM cancels the grading task
   (``loop.add_signal_handler``); cancellation reaches every running notebook,
   whose ``finally`` kills its kernel; what was finished is written, the rest is
-  marked "not graded: interrupted". A second signal kills the kernels at once.
+  marked "not graded: interrupted". A second signal kills the kernels at once;
+* **a cluster** (``--scheduler``): the judging alone moves to the workers of a Dask
+  cluster (``asynclab.grading.cluster``, behind ``LocalJudge``'s seam); the rest is this.
 
 What is guaranteed:
 
@@ -42,14 +44,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Awaitable, Callable, TextIO
 
 from asynclab.grading.kernel_process import kill_tree, raise_if_cancelling
 from asynclab.grading.judge import (CourseNotebook, Limits, NotebookVerdict, UnusableInput,
                                     course_notebooks, file_digest, judge_file,
                                     load_course_notebook, unusable_verdict)
 
-__all__ = ["GradeSettings", "Submission", "Learner", "find_learners", "grade", "main_grade"]
+if TYPE_CHECKING:  # imported only with --scheduler: it needs Dask
+    from asynclab.grading.cluster import ClusterJudge
+
+__all__ = ["GradeSettings", "Submission", "Learner", "find_learners", "grade", "main_grade",
+           "CannotGrade"]
 
 BACKSTOP_GRACE_S = 30.0
 IGNORED_PARTS = {".ipynb_checkpoints", "__MACOSX", ".git", "__pycache__"}
@@ -66,6 +72,11 @@ class GradeSettings:
     limits: Limits = field(default_factory=Limits)
     show_progress: bool = True
     secret: bytes | None = None  # the class's secret for hidden-check seeds (see class_secret)
+    scheduler: str | None = None  # a Dask scheduler's address: judge on its workers (cluster.py)
+
+
+class CannotGrade(Exception):
+    """Grading cannot start (e.g. the cluster is out of reach): one line that says why."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +228,7 @@ class Progress:
         self.enabled = enabled
         self.started = time.monotonic()
         self.live = enabled and self.stream.isatty()
+        self.detail = ""  # e.g. the cluster's workers in use, shown at the end of the line
 
     def eta(self) -> str:
         if not self.done:
@@ -229,7 +241,14 @@ class Progress:
         width = 24
         filled = width * self.done // max(self.total, 1)
         return (f"grading [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"notebooks, {self.failures} with failures, {self.eta()}")
+                f"notebooks, {self.failures} with failures, {self.eta()}"
+                + (f", {self.detail}" if self.detail else ""))
+
+    def redraw(self) -> None:
+        """Show a changed ``detail`` at once (on a terminal; a log gets it with the next line)."""
+        if self.live:
+            self.stream.write("\r\x1b[2K" + self.line())
+            self.stream.flush()
 
     def finished(self, verdict: NotebookVerdict, who: str) -> None:
         self.done += 1
@@ -317,26 +336,63 @@ async def judge_safely(sub: Submission, course: CourseNotebook, settings: GradeS
                                 f"{type(exc).__name__}: {exc}", status="error")
 
 
-async def grade_one(sub: Submission, learner: Learner, course: CourseNotebook,
-                    settings: GradeSettings, slots: Slots,
-                    store: ResultStore, progress: Progress, kernels: LiveKernels) -> NotebookVerdict:
+class LocalJudge:
+    """Where the notebooks are judged: here, ``max_in_flight`` at a time (without --scheduler).
+
+    The seam between the grader and its workers: ``asynclab.grading.cluster.ClusterJudge``
+    has the same four methods and judges on a Dask cluster instead; both return the verdict
+    of ``judge_safely`` (never raise, except CancelledError).
+    """
+
+    def __init__(self, settings: GradeSettings) -> None:
+        self.settings = settings
+        self.slots = Slots(settings.max_in_flight)
+        self.kernels = LiveKernels()
+
+    def describe(self) -> str:
+        return f"{self.settings.max_in_flight} at a time"
+
+    async def __call__(self, sub: Submission, course: CourseNotebook) -> NotebookVerdict:
+        async with self.slots.alive:
+            return await judge_safely(sub, course, self.settings, self.slots, self.kernels)
+
+    def stop_now(self) -> None:
+        """A second Ctrl-C: do not wait for anything."""
+        self.kernels.kill_all()
+
+    async def aclose(self) -> None:
+        self.kernels.kill_all()  # none should be left by now
+
+
+Judge = Callable[[Submission, CourseNotebook], Awaitable[NotebookVerdict]]
+
+
+async def open_judge(settings: GradeSettings, progress: Progress) -> LocalJudge | ClusterJudge:
+    """The local judge, or the cluster's when ``settings.scheduler`` is set (only then is
+    Dask imported); CannotGrade when the cluster cannot be used."""
+    if settings.scheduler is None:
+        return LocalJudge(settings)
+    from asynclab.grading.cluster import ClusterJudge
+
+    return await ClusterJudge.connect(settings, progress)
+
+
+async def grade_one(sub: Submission, learner: Learner, course: CourseNotebook, judge: Judge,
+                    store: ResultStore, progress: Progress) -> NotebookVerdict:
     """Grade one notebook when a slot is free, save the verdict at once, count it as done."""
-    async with slots.alive:
-        verdict = await judge_safely(sub, course, settings, slots, kernels)
+    verdict = await judge(sub, course)
     store.save(learner, verdict)
     progress.finished(verdict, learner.name)
     return verdict
 
 
-async def grade_all(todo: list[tuple[Submission, Learner, CourseNotebook]],
-                    settings: GradeSettings, store: ResultStore, progress: Progress,
-                    kernels: LiveKernels,
+async def grade_all(todo: list[tuple[Submission, Learner, CourseNotebook]], judge: Judge,
+                    store: ResultStore, progress: Progress,
                     results: dict[tuple[str, str], NotebookVerdict]) -> None:
-    """Grade every pending notebook, ``max_in_flight`` at a time; fills ``results`` as they end."""
-    slots = Slots(settings.max_in_flight)
+    """Grade every pending notebook, as fast as ``judge`` allows; fills ``results`` as they end."""
 
     async def grade_and_keep(sub: Submission, learner: Learner, course: CourseNotebook) -> None:
-        verdict = await grade_one(sub, learner, course, settings, slots, store, progress, kernels)
+        verdict = await grade_one(sub, learner, course, judge, store, progress)
         results[(sub.student, sub.stem)] = verdict
 
     async with asyncio.TaskGroup() as tasks:
@@ -389,20 +445,19 @@ async def grade(settings: GradeSettings) -> GradeRun:
             else:
                 todo.append((sub, learner, courses[stem]))
     progress = Progress(len(todo), enabled=settings.show_progress)
+    judge = await open_judge(settings, progress) if todo else LocalJudge(settings)
     if settings.show_progress:
         print(f"{len(learners)} learners, {len(todo) + run.resumed} notebooks: {run.resumed} "
-              f"already graded, {len(todo)} to run, {settings.max_in_flight} at a time",
-              file=sys.stderr)
-    kernels = LiveKernels()
+              f"already graded, {len(todo)} to run, {judge.describe()}", file=sys.stderr)
     loop = asyncio.get_running_loop()
-    work = asyncio.create_task(grade_all(todo, settings, store, progress, kernels, run.results))
+    work = asyncio.create_task(grade_all(todo, judge, store, progress, run.results))
 
     def on_signal(name: str) -> None:
         if run.interrupted is None:
             run.interrupted = name
             work.cancel()
         else:  # asked twice: do not wait for anything
-            kernels.kill_all()
+            judge.stop_now()
 
     handled = []
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -419,8 +474,8 @@ async def grade(settings: GradeSettings) -> GradeRun:
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
-        progress.close()
-        kernels.kill_all()  # none is left by now; the gradebook is written after all are gone
+        await judge.aclose()  # a local judge kills any kernel left: the gradebook is written
+        progress.close()      # after every learner process is gone
     run.seconds = time.monotonic() - started
     return run
 
@@ -429,7 +484,11 @@ def main_grade(settings: GradeSettings) -> int:
     """Run the grading and write the gradebook; the exit status of ``asynclab grade``."""
     from asynclab.grading.report import write_outputs
 
-    run = asyncio.run(grade(settings))
+    try:
+        run = asyncio.run(grade(settings))
+    except CannotGrade as exc:
+        print(f"asynclab grade: {exc}", file=sys.stderr)
+        return 2
     paths = write_outputs(run, settings)
     if settings.show_progress:
         graded = len(run.results)
