@@ -19,6 +19,20 @@ Guarantees:
 * The previous task factory (if any) is restored when the block exits, even on
   error, and is still used to build the tasks while tracing.
 * Tasks are recorded in the order they were created, which is the row order.
+
+Why a task waits is recorded too. At each suspension the tracer looks at where
+the task's chain of awaits ends (``cr_await``, down to the innermost coroutine)
+and files the wait under one of three kinds:
+
+* ``"slot"``: waiting for another task to free something, in ``asyncio``'s
+  locks or queues (``Semaphore``, ``Lock``, ``Condition``, ``Event``, ``Queue``);
+* ``"io"``: waiting on I/O or a timer (``asyncio.sleep``, a socket, a thread's
+  result, a fake service);
+* ``"tasks"``: waiting for other tasks to finish (``await task``, ``gather``,
+  ``TaskGroup``, ``wait``, ``wait_for`` on 3.11).
+
+The kind is looked up once per code object, so classifying costs a few
+attribute reads per suspension.
 """
 
 from __future__ import annotations
@@ -37,6 +51,9 @@ __all__ = ["TaskRecord", "Timeline", "trace", "traced"]
 
 # What ended a task. "running" means the trace ended before the task did.
 FINISHED, FAILED, CANCELLED, RUNNING = "finished", "failed", "cancelled", "running"
+# Why a task waited between two steps (see the module docstring).
+SLOT, IO, TASKS = "slot", "io", "tasks"
+WAIT_KINDS = (SLOT, IO, TASKS)
 
 
 @dataclass(slots=True)
@@ -47,6 +64,8 @@ class TaskRecord:
     created: float
     # (start, end) of each stretch during which the task's code ran.
     steps: list[tuple[float, float]] = field(default_factory=list)
+    # waits[i]: why the task waited after steps[i] (SLOT, IO or TASKS).
+    waits: list[str] = field(default_factory=list)
     outcome: str = RUNNING
     ended: float | None = None
     error: str | None = None
@@ -86,6 +105,23 @@ class TaskRecord:
     def started(self) -> float | None:
         return self.steps[0][0] if self.steps else None
 
+    def spans(self, until: float | None = None) -> list[tuple[float, float, str]]:
+        """The task's life as ``(start, end, state)`` stretches, in order.
+
+        ``state`` is ``"running"`` for a step, or the kind of the wait that
+        follows it (``"slot"``, ``"io"``, ``"tasks"``). A task still alive at
+        the end of the trace waits until ``until`` (when given).
+        """
+        out: list[tuple[float, float, str]] = []
+        steps, waits = self.steps, self.waits
+        for i, (start, end) in enumerate(steps):
+            out.append((start, end, "running"))
+            if i + 1 < len(steps):
+                out.append((end, steps[i + 1][0], waits[i] if i < len(waits) else IO))
+            elif self.ended is None and until is not None and until > end:
+                out.append((end, until, waits[i] if i < len(waits) else IO))
+        return out
+
     @property
     def duration(self) -> float | None:
         """Seconds from the first step to the end, or None if it never ended."""
@@ -105,6 +141,48 @@ def _stop(rec: TaskRecord, start: float, end: float, exc: BaseException | None) 
     rec.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+_KIND_BY_CODE: dict[Any, str | None] = {}
+_TASK_FUTURES: tuple[type, ...] = tuple(
+    t for t in (asyncio.Task, getattr(asyncio.tasks, "_PyTask", None),
+                getattr(asyncio.tasks, "_GatheringFuture", None)) if isinstance(t, type))
+
+
+def _classify_code(code: Any) -> str | None:
+    """SLOT, IO or TASKS for a code object of asyncio's own; None for anyone else's."""
+    path = code.co_filename.replace("\\", "/")
+    if "/asyncio/" not in path:
+        kind = TASKS if code is _timed_steps.__code__ else None
+    elif path.endswith(("/locks.py", "/queues.py")):
+        kind = SLOT
+    elif path.endswith("/tasks.py") and code.co_name == "sleep":
+        kind = IO
+    elif path.endswith(("/tasks.py", "/taskgroups.py")):
+        kind = TASKS
+    else:
+        kind = IO
+    _KIND_BY_CODE[code] = kind or ""  # "": not asyncio's; the awaited future decides
+    return kind
+
+
+def _wait_kind(coro: Any, future: Any) -> str:
+    """Why a task whose coroutine is ``coro`` waits on ``future`` (it just yielded it)."""
+    inner = coro
+    awaited = getattr(coro, "cr_await", None)
+    while awaited is not None:
+        code = getattr(awaited, "cr_code", None)
+        if code is None:
+            break
+        inner, awaited = awaited, awaited.cr_await
+    code = getattr(inner, "cr_code", None) or getattr(inner, "gi_code", None)
+    if code in _KIND_BY_CODE:
+        kind = _KIND_BY_CODE[code] or None
+    else:
+        kind = _classify_code(code) if code is not None else None
+    if kind is None:
+        kind = TASKS if isinstance(future, _TASK_FUTURES) else IO
+    return kind
+
+
 @types.coroutine
 def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float]) -> Any:
     """Drive ``coro`` one step at a time, timing each step; yield what it yields.
@@ -114,8 +192,10 @@ def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float]) -> Any:
     coroutine that awaits it (``_traced``) keeps asyncio's fast path for tasks.
     Values sent and exceptions thrown in are passed on unchanged.
     """
-    steps = rec.steps
+    steps, waits = rec.steps, rec.waits
     send, throw = coro.send, coro.throw
+    kind_by_code, coroutine_type = _KIND_BY_CODE, types.CoroutineType
+    native = type(coro) is coroutine_type
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -132,6 +212,17 @@ def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float]) -> Any:
             _stop(rec, start, clock(), exc)
             raise
         steps.append((start, clock()))
+        # Why it waits: where its chain of awaits ends (inlined _wait_kind, for speed).
+        if native:
+            inner = coro
+            awaited = inner.cr_await
+            while type(awaited) is coroutine_type:
+                inner = awaited
+                awaited = inner.cr_await
+            kind = kind_by_code.get(inner.cr_code, "")
+            waits.append(kind if kind else _wait_kind(coro, future))
+        else:
+            waits.append(_wait_kind(coro, future))
         try:
             value = yield future
         except GeneratorExit:
@@ -211,6 +302,48 @@ class Timeline:
             best = max(best, now)
         return best
 
+    def spans(self) -> dict[str, list[tuple[float, float, str]]]:
+        """``{row label: [(start, end, state), ...]}`` in seconds from the start of the trace.
+
+        Row labels are the ones the figure draws ("fetch_one #3" when a name
+        repeats); ``state`` is ``"running"``, ``"slot"``, ``"io"`` or ``"tasks"``
+        (see ``TaskRecord.spans``). This is what the picture shows, as data.
+        """
+        from asynclab.plotting import row_labels
+
+        self._resolve_names()
+        end = self.t1 if self.t1 is not None else self.clock()
+        out = {}
+        for label, rec in zip(row_labels([r.name for r in self.records]), self.records):
+            out[label] = [(s - self.t0, min(e, end) - self.t0, state)
+                          for s, e, state in rec.spans(until=end) if s < end or s == e == end]
+        return out
+
+    def in_flight(self) -> tuple[list[float], list[int]]:
+        """How many tasks were in flight (running, or waiting on I/O or a timer) over time.
+
+        A task waiting for a slot, or for other tasks, is not in flight. Returns
+        the step series ``(times, counts)`` in seconds from the start of the trace,
+        one value per instant (a hand-over at one instant is not a dip).
+        """
+        end = self.t1 if self.t1 is not None else self.clock()
+        changes: dict[float, int] = {0.0: 0}
+        for rec in self.records:
+            for start, stop, state in rec.spans(until=end):
+                if state in ("running", IO) and stop > start:
+                    changes[start - self.t0] = changes.get(start - self.t0, 0) + 1
+                    changes[stop - self.t0] = changes.get(stop - self.t0, 0) - 1
+        times, counts, now = [], [], 0
+        for t in sorted(changes):
+            now += changes[t]
+            times.append(t)
+            counts.append(now)
+        return times, counts
+
+    def max_in_flight(self) -> int:
+        """The largest ``in_flight()`` count."""
+        return max(self.in_flight()[1])
+
     def summary(self, digits: int = 2) -> str:
         """A short text summary; deterministic on virtual time."""
         unit = "virtual s" if self.virtual else "s"
@@ -223,23 +356,30 @@ class Timeline:
         return "\n".join(lines)
 
     # -- drawing ---------------------------------------------------------
-    def figure(self, title: str | None = None, width: float = 7.0):
-        """Draw the timeline as a matplotlib ``Figure`` (not shown, not registered with pyplot)."""
+    def figure(self, title: str | None = None, width: float = 7.0, *, in_flight: bool = False,
+               limit: int | None = None, deadline: float | None = None, unit: str | None = None):
+        """Draw the timeline as a matplotlib ``Figure`` (not shown, not registered with pyplot).
+
+        ``in_flight=True`` adds the in-flight count under the rows (with ``limit``
+        drawn as a line); ``deadline`` (seconds from the start) draws a vertical
+        deadline; ``unit`` ("s" or "ms") fixes the time unit of the axis.
+        """
         from asynclab.plotting import draw_timeline
 
         self._resolve_names()
-        return draw_timeline(self, title=title, width=width)
+        return draw_timeline(self, title=title, width=width, in_flight=in_flight, limit=limit,
+                             deadline=deadline, unit=unit)
 
-    def png(self, title: str | None = None) -> bytes:
+    def png(self, title: str | None = None, **options: Any) -> bytes:
         from asynclab.plotting import figure_png
 
-        return figure_png(self.figure(title=title))
+        return figure_png(self.figure(title=title, **options))
 
-    def show(self, title: str | None = None) -> None:
-        """Display the timeline in a notebook, as a PNG."""
+    def show(self, title: str | None = None, **options: Any) -> None:
+        """Display the timeline in a notebook, as a PNG (options: see ``figure``)."""
         from asynclab.plotting import show
 
-        show(self.figure(title=title))
+        show(self.figure(title=title, **options))
 
     def __repr__(self) -> str:
         kind = "virtual" if self.virtual else "real"
