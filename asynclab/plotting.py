@@ -85,13 +85,16 @@ def draw_deadline(ax, at: float, label: str = "deadline") -> None:
 
 def draw_timeline(timeline: "Timeline", title: str | None = None, width: float = 7.0, *,
                   in_flight: bool = False, limit: int | None = None,
-                  deadline: float | None = None, unit: str | None = None) -> Figure:
+                  deadline: "float | dict[str, float] | None" = None,
+                  unit: str | None = None) -> Figure:
     """One row per task: dark while it runs, and while it waits, a look that says why.
 
     Waiting for a slot (lock, semaphore, queue) is hatched orange, waiting on I/O or a timer
     pale blue, waiting for other tasks grey; a marker shows how the task ended. With
     ``in_flight``, a panel under the rows counts the tasks in flight (running or waiting on
-    I/O) at each moment, with ``limit`` as a dashed line. With more than ``MAX_ROWS`` tasks,
+    I/O) at each moment, with ``limit`` as a dashed line. ``deadline`` (seconds from the start
+    of the trace, or ``{label: seconds}`` for several) draws each as a labelled dashed purple
+    line, the same way in every lesson. With more than ``MAX_ROWS`` tasks,
     the first ``MAX_ROWS`` are drawn and the title says how many were left out.
     """
     records = timeline.records[:MAX_ROWS]
@@ -135,8 +138,12 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
     xlabel = f"{clock} ({unit})"
     ax.set_xlim(0, span * scale * 1.03)
     ax.grid(axis="x", alpha=0.3)
-    if deadline is not None:
-        draw_deadline(ax, deadline * scale)
+    deadlines = ({} if deadline is None else
+                 dict(deadline) if isinstance(deadline, dict) else {"deadline": deadline})
+    for label, at in deadlines.items():
+        draw_deadline(ax, at * scale, label)
+    if deadlines and max(deadlines.values()) * scale > ax.get_xlim()[1] * 0.97:
+        ax.set_xlim(0, max(deadlines.values()) * scale * 1.08)
     if flight_ax is not None:
         times, counts = timeline.in_flight()
         xs = [t * scale for t in times] + [span * scale]
@@ -151,8 +158,8 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
         flight_ax.set_ylim(-0.2, top * 1.25 + 0.5)
         flight_ax.set_ylabel("in flight", fontsize="small")
         flight_ax.grid(alpha=0.3)
-        if deadline is not None:
-            flight_ax.axvline(deadline * scale, color=DEADLINE_COLOR, linestyle="--", linewidth=1.5)
+        for at in deadlines.values():
+            flight_ax.axvline(at * scale, color=DEADLINE_COLOR, linestyle="--", linewidth=1.5)
         flight_ax.set_xlabel(xlabel)
     else:
         ax.set_xlabel(xlabel)

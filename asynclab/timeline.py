@@ -357,12 +357,13 @@ class Timeline:
 
     # -- drawing ---------------------------------------------------------
     def figure(self, title: str | None = None, width: float = 7.0, *, in_flight: bool = False,
-               limit: int | None = None, deadline: float | None = None, unit: str | None = None):
+               limit: int | None = None, deadline: "float | dict[str, float] | None" = None,
+               unit: str | None = None):
         """Draw the timeline as a matplotlib ``Figure`` (not shown, not registered with pyplot).
 
         ``in_flight=True`` adds the in-flight count under the rows (with ``limit``
-        drawn as a line); ``deadline`` (seconds from the start) draws a vertical
-        deadline; ``unit`` ("s" or "ms") fixes the time unit of the axis.
+        drawn as a line); ``deadline`` (seconds from the start, or ``{label: seconds}``)
+        draws deadlines; ``unit`` ("s" or "ms") fixes the time unit of the axis.
         """
         from asynclab.plotting import draw_timeline
 
@@ -416,6 +417,11 @@ def trace() -> Iterator[Timeline]:
     previous = loop.get_task_factory()
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
+        if getattr(coro, "cr_code", None) is _traced.__code__:
+            # Already a row (``traced(...)``) made into a task, as wait_for does up to 3.11.
+            if previous is not None:
+                return previous(loop, coro, **kwargs)
+            return asyncio.Task(coro, loop=loop, **kwargs)
         wrapped, record = timeline.wrap(coro, name=kwargs.get("name"))
         if previous is not None:
             task = previous(loop, wrapped, **kwargs)

@@ -299,3 +299,30 @@ def test_a_task_alive_at_the_end_of_the_trace_waits_until_then():
     (spans,) = tl.spans().values()
     waits = [(round(s, 6), round(e, 6), k) for s, e, k in spans if k != "running"]
     assert waits == [(0.0, 2.0, "io")]  # drawn up to the end of the trace, no further
+
+
+def test_a_traced_coroutine_made_into_a_task_keeps_one_row():
+    """wait_for makes a task of its coroutine up to 3.11: a traced one must not get a second row."""
+
+    async def main():
+        with trace() as tl:
+            task = asyncio.ensure_future(traced(sleeper(1, "x"), name="inner"))
+            await task
+            await asyncio.wait_for(traced(sleeper(1, "y"), name="waited"), timeout=5)
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    assert tl.names() == ["inner", "waited"]
+
+
+def test_several_labelled_deadlines_are_drawn_and_fit_the_axis():
+    async def main():
+        with trace() as tl:
+            await asyncio.create_task(sleeper(2, "y"))
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    fig = tl.figure(deadline={"first": 1.0, "moved to": 5.0})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["first", "moved to"]
+    assert ax.get_xlim()[1] >= 5.0
