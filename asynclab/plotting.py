@@ -76,11 +76,14 @@ def time_unit(span_s: float, unit: str | None = None) -> tuple[str, float]:
 
 
 def draw_deadline(ax, at: float, label: str = "deadline") -> None:
-    """A deadline, drawn the same way in every chart: a dashed purple vertical line, labelled."""
-    ax.axvline(at, color=DEADLINE_COLOR, linestyle="--", linewidth=1.5, zorder=1)
-    ax.annotate(label, xy=(at, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -2),
-                textcoords="offset points", va="top", ha="left", fontsize="small",
-                color=DEADLINE_COLOR)
+    """A deadline, drawn the same way in every chart: a dashed purple vertical line, labelled
+    just above the plot (left of the line when it is in the right half, so it stays inside)."""
+    ax.axvline(at, color=DEADLINE_COLOR, linestyle="--", linewidth=1.5, zorder=2.5)
+    low, high = ax.get_xlim()
+    right_half = at > low + 0.55 * (high - low)
+    ax.annotate(label, xy=(at, 1.0), xycoords=("data", "axes fraction"),
+                xytext=(-3 if right_half else 3, 1), textcoords="offset points", va="bottom",
+                ha="right" if right_half else "left", fontsize="small", color=DEADLINE_COLOR)
 
 
 def draw_timeline(timeline: "Timeline", title: str | None = None, width: float = 7.0, *,
@@ -131,7 +134,7 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
         if rec.outcome in OUTCOME_STYLE:
             marker, colour, _ = OUTCOME_STYLE[rec.outcome]
             ax.plot([end * scale], [y], marker=marker, color=colour, markersize=9, mew=2,
-                    linestyle="none")
+                    linestyle="none", zorder=3)
     ax.set_yticks(range(len(records)), labels[::-1])
     ax.set_ylim(-0.7, len(records) - 0.3)
     clock = "virtual time" if timeline.virtual else "time"
@@ -140,10 +143,10 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
     ax.grid(axis="x", alpha=0.3)
     deadlines = ({} if deadline is None else
                  dict(deadline) if isinstance(deadline, dict) else {"deadline": deadline})
+    if deadlines and max(deadlines.values()) * scale > ax.get_xlim()[1] * 0.97:
+        ax.set_xlim(0, max(deadlines.values()) * scale * 1.05)
     for label, at in deadlines.items():
         draw_deadline(ax, at * scale, label)
-    if deadlines and max(deadlines.values()) * scale > ax.get_xlim()[1] * 0.97:
-        ax.set_xlim(0, max(deadlines.values()) * scale * 1.08)
     if flight_ax is not None:
         times, counts = timeline.in_flight()
         xs = [t * scale for t in times] + [span * scale]
@@ -178,7 +181,8 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
     if hidden:
         title = f"{title + ' - ' if title else ''}first {len(records)} of {len(timeline.records)} tasks"
     if title:
-        ax.set_title(title, fontsize="medium")
+        # room above the plot for the deadlines' labels
+        ax.set_title(title, fontsize="medium", pad=14 if deadlines else 6)
     return fig
 
 
