@@ -105,7 +105,7 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
     t0 = timeline.t0
     span = max(timeline.elapsed, 1e-9)
     unit, scale = time_unit(span, unit)
-    rows_height = 0.9 + 0.32 * max(len(records), 1)
+    rows_height = 1.1 + 0.32 * max(len(records), 2)  # room for a title, axis and legend
     panel_height = 1.3 if in_flight else 0.0
     fig = Figure(figsize=(width, min(rows_height + panel_height, 12.0)), layout="constrained")
     if in_flight:
