@@ -139,12 +139,21 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
     ax.set_ylim(-0.7, len(records) - 0.3)
     clock = "virtual time" if timeline.virtual else "time"
     xlabel = f"{clock} ({unit})"
-    ax.set_xlim(0, span * scale * 1.03)
+    # A trace whose tasks all start late (the set-up before the first task took most of the
+    # span) would leave the plot mostly empty: start the axis just before the first task.
+    first = min(((r.started if r.started is not None else r.created) - t0 for r in records),
+                default=0.0)
+    left = first - 0.05 * (span - first) if first > 0.3 * span else 0.0
+    # ... and end it soon after the last row ends (the trace may go on after its tasks).
+    last = max(((r.ended if r.ended is not None else t0 + span) - t0 for r in records),
+               default=span)
+    right = last if left < last < 0.9 * span else span
+    ax.set_xlim(left * scale, right * scale * 1.03)
     ax.grid(axis="x", alpha=0.3)
     deadlines = ({} if deadline is None else
                  dict(deadline) if isinstance(deadline, dict) else {"deadline": deadline})
     if deadlines and max(deadlines.values()) * scale > ax.get_xlim()[1] * 0.97:
-        ax.set_xlim(0, max(deadlines.values()) * scale * 1.05)
+        ax.set_xlim(left * scale, max(deadlines.values()) * scale * 1.05)
     for label, at in deadlines.items():
         draw_deadline(ax, at * scale, label)
     if flight_ax is not None:
