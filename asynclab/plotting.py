@@ -185,7 +185,8 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
         if outcome in used:
             handles.append(Line2D([], [], marker=marker, color=colour, linestyle="none",
                                   mew=2, label=text))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3),
+    fig.legend(handles=handles, loc="outside lower center",
+               ncol=len(handles) if len(handles) <= 4 and width >= 6.5 else 3,
                frameon=False, fontsize="small")
     if hidden:
         title = f"{title + ' - ' if title else ''}first {len(records)} of {len(timeline.records)} tasks"
