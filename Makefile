@@ -60,6 +60,7 @@ test: $(STAMP) $(LAB_SETTINGS)
 # (~/.pyenv/versions/3.X.Y), each in its own environment .venv-3.X/, built here on first use.
 # Committed outputs come from 3.11; nbval compares the others' outputs with them. The browser
 # tests are left out (they drive a JupyterLab, not a Python feature); `make test` runs them.
+# TEST_PYTHONS_SKIP_VENV=1 skips the version of .venv/ (CI: make test has just run it there).
 TEST_PYTHON_VERSIONS ?= 3.11 3.12 3.13
 TEST_PYTHONS_ARGS ?= -n 2
 define PYTHONS_NOTE
@@ -80,6 +81,9 @@ test-pythons:
 	    if [ -n "$$cand" ] && "$$cand" -c 'import sys' >/dev/null 2>&1; then py="$$cand"; break; fi; \
 	  done; \
 	  if [ -z "$$py" ]; then echo "== Python $$v: not found (neither python$$v on PATH nor under ~/.pyenv/versions/)"; continue; fi; \
+	  if [ -n "$(TEST_PYTHONS_SKIP_VENV)" ] && [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$$v" ]; then \
+	    echo "== Python $$v: skipped, make test ran it in $(VENV)/ (TEST_PYTHONS_SKIP_VENV)"; found="$$found $$v"; continue; \
+	  fi; \
 	  found="$$found $$v"; env=".venv-$$v"; \
 	  echo "== Python $$v: $$py -> $$env/"; \
 	  if [ ! -f $$env/.installed-stamp ] || [ requirements.txt -nt $$env/.installed-stamp ] || [ pyproject.toml -nt $$env/.installed-stamp ]; then \
