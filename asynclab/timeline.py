@@ -160,7 +160,8 @@ def _classify_code(code: Any) -> str | None:
     """SLOT, IO or TASKS for a code object of asyncio's own; None for anyone else's."""
     path = code.co_filename.replace("\\", "/")
     if "/asyncio/" not in path:
-        kind = TASKS if code is _timed_steps.__code__ else None
+        # awaiting a traced() coroutine: waiting for another row
+        kind = TASKS if code in (_timed_steps.__code__, _traced.__code__) else None
     elif path.endswith(("/locks.py", "/queues.py")):
         kind = SLOT
     elif path.endswith("/tasks.py") and code.co_name == "sleep":

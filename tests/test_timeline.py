@@ -326,3 +326,16 @@ def test_several_labelled_deadlines_are_drawn_and_fit_the_axis():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.texts] == ["first", "moved to"]
     assert ax.get_xlim()[1] >= 5.0
+
+
+def test_awaiting_a_traced_coroutine_is_waiting_for_another_row():
+    async def parent():
+        await traced(sleeper(1, "a"), name="child")
+
+    async def main():
+        with trace() as tl:
+            await traced(parent(), name="parent")
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    assert _states(tl) == {"parent": ["tasks"], "child": ["io"]}
