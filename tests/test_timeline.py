@@ -339,3 +339,15 @@ def test_awaiting_a_traced_coroutine_is_waiting_for_another_row():
 
     tl = run_virtual(main()).unwrap()
     assert _states(tl) == {"parent": ["tasks"], "child": ["io"]}
+
+
+def test_an_axis_is_not_mostly_empty_when_the_tasks_start_late():
+    async def main():
+        with trace() as tl:
+            await asyncio.sleep(8)  # set-up before any task: most of the span
+            await asyncio.gather(sleeper(1, "a"), sleeper(2, "b"))
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    left, right = tl.figure().axes[0].get_xlim()
+    assert 7.5 < left < 8.0 and right == pytest.approx(10 * 1.03)
