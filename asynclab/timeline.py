@@ -54,6 +54,10 @@ FINISHED, FAILED, CANCELLED, RUNNING = "finished", "failed", "cancelled", "runni
 # Why a task waited between two steps (see the module docstring).
 SLOT, IO, TASKS = "slot", "io", "tasks"
 WAIT_KINDS = (SLOT, IO, TASKS)
+# Recorded as one byte per wait (a bytearray holds no references, so the garbage collector
+# never scans it: thousands of traced tasks stay cheap); 0 means "not decided yet".
+_KIND_BYTE = {SLOT: 1, IO: 2, TASKS: 3}
+_BYTE_KIND = (IO, SLOT, IO, TASKS)
 
 
 @dataclass(slots=True)
@@ -64,8 +68,8 @@ class TaskRecord:
     created: float
     # (start, end) of each stretch during which the task's code ran.
     steps: list[tuple[float, float]] = field(default_factory=list)
-    # waits[i]: why the task waited after steps[i] (SLOT, IO or TASKS).
-    waits: list[str] = field(default_factory=list)
+    # why the task waited after each step, one byte each: see ``wait_kinds``.
+    wait_bytes: bytearray = field(default_factory=bytearray, repr=False)
     outcome: str = RUNNING
     ended: float | None = None
     error: str | None = None
@@ -104,6 +108,11 @@ class TaskRecord:
     @property
     def started(self) -> float | None:
         return self.steps[0][0] if self.steps else None
+
+    @property
+    def waits(self) -> list[str]:
+        """``waits[i]``: why the task waited after ``steps[i]`` (SLOT, IO or TASKS)."""
+        return [_BYTE_KIND[b] for b in self.wait_bytes]
 
     def spans(self, until: float | None = None) -> list[tuple[float, float, str]]:
         """The task's life as ``(start, end, state)`` stretches, in order.
@@ -148,7 +157,7 @@ class _WaitKinds:
     module-level data of ``asynclab`` modules, and a cache legitimately grows.
     """
 
-    by_code: dict[Any, str] = {}
+    by_code: dict[Any, int] = {}
 
 
 _TASK_FUTURES: tuple[type, ...] = tuple(
@@ -170,8 +179,14 @@ def _classify_code(code: Any) -> str | None:
         kind = TASKS
     else:
         kind = IO
-    _WaitKinds.by_code[code] = kind or ""  # "": not asyncio's; the awaited future decides
+    # 0: not asyncio's code; the awaited future decides
+    _WaitKinds.by_code[code] = _KIND_BYTE[kind] if kind else 0
     return kind
+
+
+def _wait_byte(coro: Any, future: Any) -> int:
+    """``_wait_kind``, as its byte."""
+    return _KIND_BYTE[_wait_kind(coro, future)]
 
 
 def _wait_kind(coro: Any, future: Any) -> str:
@@ -185,7 +200,7 @@ def _wait_kind(coro: Any, future: Any) -> str:
         inner, awaited = awaited, awaited.cr_await
     code = getattr(inner, "cr_code", None) or getattr(inner, "gi_code", None)
     if code in _WaitKinds.by_code:
-        kind = _WaitKinds.by_code[code] or None
+        kind = _BYTE_KIND[_WaitKinds.by_code[code]] if _WaitKinds.by_code[code] else None
     else:
         kind = _classify_code(code) if code is not None else None
     if kind is None:
@@ -194,7 +209,9 @@ def _wait_kind(coro: Any, future: Any) -> str:
 
 
 @types.coroutine
-def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float]) -> Any:
+def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float],
+                 kind_of_code: Callable[..., int] = _WaitKinds.by_code.get,
+                 coroutine_type: type = types.CoroutineType) -> Any:
     """Drive ``coro`` one step at a time, timing each step; yield what it yields.
 
     This is the hot path of tracing, so it is a generator: resuming a generator
@@ -202,9 +219,8 @@ def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float]) -> Any:
     coroutine that awaits it (``_traced``) keeps asyncio's fast path for tasks.
     Values sent and exceptions thrown in are passed on unchanged.
     """
-    steps, waits = rec.steps, rec.waits
+    add_step, add_wait = rec.steps.append, rec.wait_bytes.append
     send, throw = coro.send, coro.throw
-    kind_by_code, coroutine_type = _WaitKinds.by_code, types.CoroutineType
     native = type(coro) is coroutine_type
     value: Any = None
     error: BaseException | None = None
@@ -221,18 +237,17 @@ def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float]) -> Any:
         except BaseException as exc:
             _stop(rec, start, clock(), exc)
             raise
-        steps.append((start, clock()))
-        # Why it waits: where its chain of awaits ends (inlined _wait_kind, for speed).
+        add_step((start, clock()))
+        # Why it waits: where its chain of awaits ends (_wait_kind, inlined for speed).
         if native:
             inner = coro
             awaited = inner.cr_await
             while type(awaited) is coroutine_type:
                 inner = awaited
                 awaited = inner.cr_await
-            kind = kind_by_code.get(inner.cr_code, "")
-            waits.append(kind if kind else _wait_kind(coro, future))
+            add_wait(kind_of_code(inner.cr_code) or _wait_byte(coro, future))
         else:
-            waits.append(_wait_kind(coro, future))
+            add_wait(_wait_byte(coro, future))
         try:
             value = yield future
         except GeneratorExit:
