@@ -74,7 +74,7 @@ endef
 
 test-pythons:
 	@$(PYTHONS_NOTE)
-	@found=""; failed=""; \
+	@found=""; failed=""; skipped=""; \
 	for v in $(TEST_PYTHON_VERSIONS); do \
 	  py=""; \
 	  for cand in "$$(command -v python$$v 2>/dev/null)" $$(ls -d $(HOME)/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V -r); do \
@@ -82,7 +82,7 @@ test-pythons:
 	  done; \
 	  if [ -z "$$py" ]; then echo "== Python $$v: not found (neither python$$v on PATH nor under ~/.pyenv/versions/)"; continue; fi; \
 	  if [ -n "$(TEST_PYTHONS_SKIP_VENV)" ] && [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$$v" ]; then \
-	    echo "== Python $$v: skipped, make test ran it in $(VENV)/ (TEST_PYTHONS_SKIP_VENV)"; found="$$found $$v"; continue; \
+	    echo "== Python $$v: skipped, make test ran it in $(VENV)/ (TEST_PYTHONS_SKIP_VENV)"; skipped="$$skipped $$v"; continue; \
 	  fi; \
 	  found="$$found $$v"; env=".venv-$$v"; \
 	  echo "== Python $$v: $$py -> $$env/"; \
@@ -96,9 +96,10 @@ test-pythons:
 	    || failed="$$failed $$v"; \
 	done; \
 	$(PYTHONS_NOTE); \
-	if [ -z "$$found" ]; then echo "test-pythons: no CPython 3.11+ found"; exit 1; fi; \
+	if [ -z "$$found$$skipped" ]; then echo "test-pythons: no CPython 3.11+ found"; exit 1; fi; \
+	if [ -n "$$skipped" ]; then echo "test-pythons: skipped (make test ran it):$$skipped"; fi; \
 	if [ -n "$$failed" ]; then echo "test-pythons: FAILED on:$$failed (ran on:$$found)"; exit 1; fi; \
-	echo "test-pythons: passed on:$$found"
+	echo "test-pythons: passed on:$${found:- nothing else}"
 
 exercises: $(STAMP)
 	$(BIN)/asynclab exercises
