@@ -151,36 +151,50 @@ def _stop(rec: TaskRecord, start: float, end: float, exc: BaseException | None) 
 
 
 class _WaitKinds:
-    """The cache of ``_classify_code``: code object -> kind ("" when the awaited future decides).
+    """The cache of ``_classify_file``: file name -> kind byte.
 
-    Kept in a class rather than as a module-level dict: the grader fingerprints the
-    module-level data of ``asynclab`` modules, and a cache legitimately grows.
+    ``0``: not asyncio's code, the awaited future decides; ``_SLEEP_OR_TASKS``: asyncio's
+    tasks.py, where ``sleep`` is a timer and the rest waits for tasks. Keyed by file name
+    because a string caches its hash and a code object does not. Kept in a class rather than
+    as a module-level dict: the grader fingerprints the module-level data of ``asynclab``
+    modules, and a cache legitimately grows.
     """
 
-    by_code: dict[Any, int] = {}
+    by_file: dict[str, int] = {}
 
 
+_SLEEP_OR_TASKS = 4
 _TASK_FUTURES: tuple[type, ...] = tuple(
     t for t in (asyncio.Task, getattr(asyncio.tasks, "_PyTask", None),
                 getattr(asyncio.tasks, "_GatheringFuture", None)) if isinstance(t, type))
 
 
-def _classify_code(code: Any) -> str | None:
-    """SLOT, IO or TASKS for a code object of asyncio's own; None for anyone else's."""
-    path = code.co_filename.replace("\\", "/")
-    if "/asyncio/" not in path:
-        # awaiting a traced() coroutine: waiting for another row
-        kind = TASKS if code in (_timed_steps.__code__, _traced.__code__) else None
+def _classify_file(filename: str) -> int:
+    """The kind byte of a coroutine's file (see ``_WaitKinds``); cached."""
+    path = filename.replace("\\", "/")
+    if path == __file__.replace("\\", "/"):
+        kind = _KIND_BYTE[TASKS]  # _traced: awaiting a traced() coroutine, another row
+    elif "/asyncio/" not in path:
+        kind = 0
     elif path.endswith(("/locks.py", "/queues.py")):
-        kind = SLOT
-    elif path.endswith("/tasks.py") and code.co_name == "sleep":
-        kind = IO
-    elif path.endswith(("/tasks.py", "/taskgroups.py")):
-        kind = TASKS
+        kind = _KIND_BYTE[SLOT]
+    elif path.endswith("/tasks.py"):
+        kind = _SLEEP_OR_TASKS
+    elif path.endswith("/taskgroups.py"):
+        kind = _KIND_BYTE[TASKS]
     else:
-        kind = IO
-    # 0: not asyncio's code; the awaited future decides
-    _WaitKinds.by_code[code] = _KIND_BYTE[kind] if kind else 0
+        kind = _KIND_BYTE[IO]
+    _WaitKinds.by_file[filename] = kind
+    return kind
+
+
+def _code_kind(code: Any) -> int:
+    """The kind byte of a wait whose innermost coroutine runs ``code`` (0: undecided)."""
+    kind = _WaitKinds.by_file.get(code.co_filename)
+    if kind is None:
+        kind = _classify_file(code.co_filename)
+    if kind == _SLEEP_OR_TASKS:
+        kind = _KIND_BYTE[IO] if code.co_name == "sleep" else _KIND_BYTE[TASKS]
     return kind
 
 
@@ -199,18 +213,16 @@ def _wait_kind(coro: Any, future: Any) -> str:
             break
         inner, awaited = awaited, awaited.cr_await
     code = getattr(inner, "cr_code", None) or getattr(inner, "gi_code", None)
-    if code in _WaitKinds.by_code:
-        kind = _BYTE_KIND[_WaitKinds.by_code[code]] if _WaitKinds.by_code[code] else None
-    else:
-        kind = _classify_code(code) if code is not None else None
-    if kind is None:
-        kind = TASKS if isinstance(future, _TASK_FUTURES) else IO
-    return kind
+    kind = _code_kind(code) if code is not None else 0
+    if kind:
+        return _BYTE_KIND[kind]
+    return TASKS if isinstance(future, _TASK_FUTURES) else IO
 
 
 @types.coroutine
 def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float],
-                 kind_of_code: Callable[..., int] = _WaitKinds.by_code.get,
+                 kind_of_file: Callable[..., Any] = _WaitKinds.by_file.get,
+                 sleep_code: Any = asyncio.sleep.__code__, timer: int = _KIND_BYTE[IO],
                  coroutine_type: type = types.CoroutineType) -> Any:
     """Drive ``coro`` one step at a time, timing each step; yield what it yields.
 
@@ -245,7 +257,14 @@ def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float],
             while type(awaited) is coroutine_type:
                 inner = awaited
                 awaited = inner.cr_await
-            add_wait(kind_of_code(inner.cr_code) or _wait_byte(coro, future))
+            code = inner.cr_code
+            if code is sleep_code:  # the commonest wait, first
+                add_wait(timer)
+            else:
+                kind = kind_of_file(code.co_filename)
+                if kind is None or kind == 4:  # a new file, or asyncio's tasks.py (_SLEEP_OR_TASKS)
+                    kind = _code_kind(code)
+                add_wait(kind or _wait_byte(coro, future))
         else:
             add_wait(_wait_byte(coro, future))
         try:
@@ -441,17 +460,24 @@ def trace() -> Iterator[Timeline]:
     timeline = Timeline(_fast_clock(loop), virtual=_is_virtual(loop))
     previous = loop.get_task_factory()
 
+    # The factory runs once per task: what it needs is bound here (see scripts/bench_tracing.py).
+    clock, add_record, make_task = timeline.clock, timeline.records.append, asyncio.Task
+    traced_code = _traced.__code__
+
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
-        if getattr(coro, "cr_code", None) is _traced.__code__:
+        if getattr(coro, "cr_code", None) is traced_code:
             # Already a row (``traced(...)``) made into a task, as wait_for does up to 3.11.
             if previous is not None:
                 return previous(loop, coro, **kwargs)
-            return asyncio.Task(coro, loop=loop, **kwargs)
-        wrapped, record = timeline.wrap(coro, name=kwargs.get("name"))
+            return make_task(coro, loop=loop, **kwargs)
+        record = TaskRecord(kwargs.get("name") or _coro_name(coro), clock())  # Timeline.wrap, inlined
+        record.coro = coro
+        add_record(record)
+        wrapped = _traced(coro, record, clock)
         if previous is not None:
             task = previous(loop, wrapped, **kwargs)
         else:
-            task = asyncio.Task(wrapped, loop=loop, **kwargs)
+            task = make_task(wrapped, loop=loop, **kwargs)
         # Python 3.11 sets a task's name only after the factory returns: read it later.
         record.task = task
         return task
