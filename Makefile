@@ -4,7 +4,6 @@
 # Other targets: make venv (only build), make exercises (regenerate exercises/ from solutions/),
 # make index (regenerate the course map in notebooks/00_index.ipynb),
 # make bench (print the tracing-overhead ratio),
-# make test-pythons (the suite under every CPython 3.11+ found, each in its own .venv-3.X/),
 # make site (the read-only web edition of the lessons, into site/).
 
 PYTHON ?= python3
@@ -32,7 +31,7 @@ if [ -z "$(CHROMIUM)" ]; then \
 fi
 endef
 
-.PHONY: venv lab test test-pythons exercises index bench site clean
+.PHONY: venv lab test exercises index bench site clean
 
 venv: $(STAMP) $(LAB_SETTINGS)
 
@@ -56,11 +55,12 @@ test: $(STAMP) $(LAB_SETTINGS)
 	@$(BROWSER_NOTE)
 	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; $(BROWSER_NOTE); exit $$status
 
-# The suite under every CPython 3.11+ on PATH (python3.11, python3.12, ...) or under pyenv
+# make test-pythons: the suite under every CPython 3.11+ on PATH (python3.11, python3.12, ...) or under pyenv
 # (~/.pyenv/versions/3.X.Y), each in its own environment .venv-3.X/, built here on first use.
 # Committed outputs come from 3.11; nbval compares the others' outputs with them. The browser
 # tests are left out (they drive a JupyterLab, not a Python feature); `make test` runs them.
 # TEST_PYTHONS_SKIP_VENV=1 skips the version of .venv/ (CI: make test has just run it there).
+.PHONY: test-pythons
 TEST_PYTHON_VERSIONS ?= 3.11 3.12 3.13
 TEST_PYTHONS_ARGS ?= -n 2
 define PYTHONS_NOTE
