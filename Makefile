@@ -71,6 +71,52 @@ test: $(STAMP) $(LAB_SETTINGS)
 	@$(SANDBOX_NOTE)
 	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; $(BROWSER_NOTE); $(SANDBOX_NOTE); exit $$status
 
+# make test-pythons: the suite under every CPython 3.11+ on PATH (python3.11, python3.12, ...) or under pyenv
+# (~/.pyenv/versions/3.X.Y), each in its own environment .venv-3.X/, built here on first use.
+# Committed outputs come from 3.11; nbval compares the others' outputs with them. The browser
+# tests are left out (they drive a JupyterLab, not a Python feature); `make test` runs them.
+# TEST_PYTHONS_SKIP_VENV=1 skips the version of .venv/ (CI: make test has just run it there).
+.PHONY: test-pythons
+TEST_PYTHON_VERSIONS ?= 3.11 3.12 3.13
+TEST_PYTHONS_ARGS ?= -n 2
+define PYTHONS_NOTE
+echo ""; \
+echo "************************************************************************"; \
+echo "*  make test-pythons: BROWSER TESTS (tests/browser/) NOT RUN here;       *"; \
+echo "*  they run once, under .venv/, in make test.                           *"; \
+echo "************************************************************************"; \
+echo ""
+endef
+
+test-pythons:
+	@$(PYTHONS_NOTE)
+	@found=""; failed=""; skipped=""; \
+	for v in $(TEST_PYTHON_VERSIONS); do \
+	  py=""; \
+	  for cand in "$$(command -v python$$v 2>/dev/null)" $$(ls -d $(HOME)/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V -r); do \
+	    if [ -n "$$cand" ] && "$$cand" -c 'import sys' >/dev/null 2>&1; then py="$$cand"; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then echo "== Python $$v: not found (neither python$$v on PATH nor under ~/.pyenv/versions/)"; continue; fi; \
+	  if [ -n "$(TEST_PYTHONS_SKIP_VENV)" ] && [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$$v" ]; then \
+	    echo "== Python $$v: skipped, make test ran it in $(VENV)/ (TEST_PYTHONS_SKIP_VENV)"; skipped="$$skipped $$v"; continue; \
+	  fi; \
+	  found="$$found $$v"; env=".venv-$$v"; \
+	  echo "== Python $$v: $$py -> $$env/"; \
+	  if [ ! -f $$env/.installed-stamp ] || [ requirements.txt -nt $$env/.installed-stamp ] || [ pyproject.toml -nt $$env/.installed-stamp ]; then \
+	    "$$py" -m venv $$env && $$env/bin/python -m pip install --quiet --upgrade pip \
+	    && $$env/bin/python -m pip install --quiet -r requirements.txt \
+	    && $$env/bin/python -m pip install --quiet --no-deps -e . \
+	    && touch $$env/.installed-stamp || { failed="$$failed $$v(install)"; continue; }; \
+	  fi; \
+	  ASYNCLAB_REQUIRE_BROWSER= $$env/bin/python -m pytest --ignore=tests/browser $(TEST_PYTHONS_ARGS) $(PYTEST_ARGS) \
+	    || failed="$$failed $$v"; \
+	done; \
+	$(PYTHONS_NOTE); \
+	if [ -z "$$found$$skipped" ]; then echo "test-pythons: no CPython 3.11+ found"; exit 1; fi; \
+	if [ -n "$$skipped" ]; then echo "test-pythons: skipped (make test ran it):$$skipped"; fi; \
+	if [ -n "$$failed" ]; then echo "test-pythons: FAILED on:$$failed (ran on:$$found)"; exit 1; fi; \
+	echo "test-pythons: passed on:$${found:- nothing else}"
+
 exercises: $(STAMP)
 	$(BIN)/asynclab exercises
 
@@ -87,4 +133,4 @@ site: $(STAMP)
 	$(BIN)/python scripts/build_site.py --out site
 
 clean:
-	rm -rf $(VENV) build site
+	rm -rf $(VENV) .venv-3.* build site

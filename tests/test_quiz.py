@@ -30,3 +30,15 @@ def test_repr_is_stable_and_answer_index_is_validated():
     assert repr(make()) == "Quiz: Which one runs concurrently?"
     with pytest.raises(ValueError):
         quiz("?", ["a"], answer=3)
+
+
+def test_inline_code_is_rendered_and_escaped():
+    q = quiz("What does `await a < b` do?", ["runs `coro()`", "nothing"], answer=0,
+             explanations={0: "`await` <b>runs</b> it", 1: "no"})
+    question = q.children[0].value
+    assert question == "<b>What does <code>await a &lt; b</code> do?</b>"
+    assert [label for label, _ in q.choices.options] == ["A. runs coro()", "B. nothing"]
+    q.choices.value = 0
+    q.button.click()
+    assert "<code>await</code> &lt;b&gt;runs&lt;/b&gt; it" in q.feedback.value
+    assert repr(q) == "Quiz: What does `await a < b` do?"  # the committed text output is unchanged

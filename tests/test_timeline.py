@@ -185,3 +185,169 @@ def test_rows_keep_their_coroutine_names_when_the_loop_names_tasks_none():
 
     tl = run_virtual(main()).unwrap()
     assert tl.names() == ["sleeper", "sleeper", "named"]
+
+
+# -- why a task waits -------------------------------------------------------
+
+def _states(tl):
+    """``{row: [state of each wait]}``: the waits of each row, in order."""
+    return {row: [state for _, _, state in spans if state != "running"]
+            for row, spans in tl.spans().items()}
+
+
+def test_waits_are_told_apart_slot_io_and_other_tasks():
+    async def holder(lock, event):
+        async with lock:
+            await asyncio.sleep(1)
+        event.set()
+
+    async def taker(lock, event, queue):
+        await asyncio.sleep(0)
+        async with lock:  # held by holder: a slot
+            pass
+        await event.wait()  # set by holder at once: no wait
+        return await queue.get()  # filled after 2 s: a slot
+
+    async def main():
+        lock, event, queue = asyncio.Lock(), asyncio.Event(), asyncio.Queue()
+        asyncio.get_running_loop().call_later(2, queue.put_nowait, "item")
+        with trace() as tl:
+            await asyncio.gather(holder(lock, event), taker(lock, event, queue))
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    states = _states(tl)
+    assert states["holder"] == ["io"]  # the sleep
+    assert states["taker"] == ["io", "slot", "slot"]  # sleep(0), the lock, the queue
+    assert [round(e - s, 6) for s, e, k in tl.spans()["taker"] if k == "slot"] == [1.0, 1.0]
+
+
+def test_a_task_awaiting_other_tasks_waits_for_tasks():
+    async def parent():
+        await asyncio.gather(sleeper(1, "a"), sleeper(2, "b"))
+        await asyncio.create_task(sleeper(1, "c"))
+        async with asyncio.TaskGroup() as group:
+            group.create_task(sleeper(1, "d"))
+
+    async def main():
+        with trace() as tl:
+            await asyncio.create_task(parent())
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    assert _states(tl)["parent"] == ["tasks", "tasks", "tasks"]
+    assert all(states == ["io"] for row, states in _states(tl).items() if row != "parent")
+
+
+def test_semaphore_in_flight_count_is_the_limit():
+    async def main(limit):
+        sem = asyncio.Semaphore(limit)
+
+        async def fetch_one(i):
+            async with sem:
+                await asyncio.sleep(1 + i % 3)
+
+        with trace() as tl:
+            await asyncio.gather(*(fetch_one(i) for i in range(12)))
+        return tl
+
+    tl = run_virtual(main(4)).unwrap()
+    assert tl.max_overlap() == 12  # all alive at once ...
+    assert tl.max_in_flight() == 4  # ... but only four hold a slot
+    times, counts = tl.in_flight()
+    assert counts[0] == 4 and counts[-1] == 0 and times == sorted(times)
+    # each row: at most one slot wait, before its I/O
+    for row, states in _states(tl).items():
+        assert states in (["io"], ["slot", "io"]), (row, states)
+    assert sum(states == ["io"] for states in _states(tl).values()) == 4
+
+
+def test_figure_draws_the_in_flight_panel_and_a_deadline():
+    async def main():
+        sem = asyncio.Semaphore(2)
+
+        async def one():
+            async with sem:
+                await asyncio.sleep(1)
+
+        with trace() as tl:
+            await asyncio.gather(*(one() for _ in range(4)))
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    fig = tl.figure(title="x", in_flight=True, limit=2, deadline=1.5, unit="ms")
+    rows, panel = fig.axes
+    assert panel.get_ylabel() == "in flight" and panel.get_xlabel() == "virtual time (ms)"
+    step = [line for line in panel.get_lines() if line.get_linewidth() == 2][0]
+    assert max(step.get_ydata()) == 2
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:3] == ["running", "waiting on I/O or a timer",
+                          "waiting for a slot (lock, semaphore, queue)"]
+    assert any(t.get_text() == "deadline" for t in rows.texts)
+    assert tl.png(in_flight=True, limit=2).startswith(b"\x89PNG")
+
+
+def test_a_task_alive_at_the_end_of_the_trace_waits_until_then():
+    async def main():
+        with trace() as tl:
+            task = asyncio.create_task(sleeper(5, "x"))
+            await asyncio.sleep(2)
+        task.cancel()
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    (spans,) = tl.spans().values()
+    waits = [(round(s, 6), round(e, 6), k) for s, e, k in spans if k != "running"]
+    assert waits == [(0.0, 2.0, "io")]  # drawn up to the end of the trace, no further
+
+
+def test_a_traced_coroutine_made_into_a_task_keeps_one_row():
+    """wait_for makes a task of its coroutine up to 3.11: a traced one must not get a second row."""
+
+    async def main():
+        with trace() as tl:
+            task = asyncio.ensure_future(traced(sleeper(1, "x"), name="inner"))
+            await task
+            await asyncio.wait_for(traced(sleeper(1, "y"), name="waited"), timeout=5)
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    assert tl.names() == ["inner", "waited"]
+
+
+def test_several_labelled_deadlines_are_drawn_and_fit_the_axis():
+    async def main():
+        with trace() as tl:
+            await asyncio.create_task(sleeper(2, "y"))
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    fig = tl.figure(deadline={"first": 1.0, "moved to": 5.0})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["first", "moved to"]
+    assert ax.get_xlim()[1] >= 5.0
+
+
+def test_awaiting_a_traced_coroutine_is_waiting_for_another_row():
+    async def parent():
+        await traced(sleeper(1, "a"), name="child")
+
+    async def main():
+        with trace() as tl:
+            await traced(parent(), name="parent")
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    assert _states(tl) == {"parent": ["tasks"], "child": ["io"]}
+
+
+def test_an_axis_is_not_mostly_empty_when_the_tasks_start_late():
+    async def main():
+        with trace() as tl:
+            await asyncio.sleep(8)  # set-up before any task: most of the span
+            await asyncio.gather(sleeper(1, "a"), sleeper(2, "b"))
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    left, right = tl.figure().axes[0].get_xlim()
+    assert 7.5 < left < 8.0 and right == pytest.approx(10 * 1.03)

@@ -5,11 +5,18 @@ It lowers its own limit to 256 descriptors (only for this process, so the failur
 1,000 connections to it: first at most 50 at a time with a semaphore, then all at once.
 
 Run it with:  python 05_too_many_connections.py
+
+File-descriptor limits (the ``resource`` module) are POSIX: Linux and macOS. On Windows the
+script says so and stops.
 """
 
 import asyncio
 import logging
-import resource
+
+try:
+    import resource
+except ImportError:  # Windows: no POSIX resource limits
+    resource = None
 
 LIMIT = 256  # file descriptors this process may hold
 CONNECTIONS = 1000
@@ -36,6 +43,10 @@ def failures(results):
 
 
 async def main():
+    if resource is None:
+        print("skipped: this demo lowers a POSIX file-descriptor limit (Linux, macOS); "
+              "Windows has no such limit to lower")
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(LIMIT, soft), hard))
     # The server shares our limit; when it runs out, asyncio logs every refused accept.
