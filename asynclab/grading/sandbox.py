@@ -142,6 +142,15 @@ def bwrap_argv(spec: SandboxSpec) -> list[str]:
         dest = dest or source
         return [*parents(dest), "--ro-bind", str(source), str(dest)]
 
+    # /tmp first: a tmpfs mounted after the binds would hide whatever lives under /tmp (a
+    # checkout or a virtual environment in /tmp, as in CI's clean clones).
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             # The kernel's user owns nothing here: the folders it writes are open to all.
+             "--perms", "1777", "--size", str(spec.tmp_size_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+    made.update({Path("/proc"), Path("/dev"), Path("/tmp")})
+    for folder in ("/tmp/work", "/tmp/home", "/tmp/home/.matplotlib"):
+        argv += ["--perms", "0777", "--dir", folder]
+        made.add(Path(folder))
     for name in SYSTEM_ROOTS:
         host = Path("/") / name
         if host.is_symlink():
@@ -153,13 +162,6 @@ def bwrap_argv(spec: SandboxSpec) -> list[str]:
             argv += ro_bind(Path("/etc") / name)
     for root in _python_roots():
         argv += ro_bind(root)
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             # The kernel's user owns nothing here: the folders it writes are open to all.
-             "--perms", "1777", "--size", str(spec.tmp_size_mb * 1024 * 1024), "--tmpfs", "/tmp"]
-    made.add(Path("/tmp"))
-    for folder in ("/tmp/work", "/tmp/home", "/tmp/home/.matplotlib"):
-        argv += ["--perms", "0777", "--dir", folder]
-        made.add(Path(folder))
     fonts = _font_cache()
     if fonts is not None:
         argv += ro_bind(fonts, Path("/tmp/home/.matplotlib") / fonts.name)
