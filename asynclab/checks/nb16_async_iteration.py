@@ -35,8 +35,8 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asynclab.checking import (Finding, Observation, Report, common_findings, observe, plural,
-                               varied)
+from asynclab.checking import (Finding, Observation, Report, add_new, common_findings, observe,
+                               plural, varied)
 from asynclab.paging import PagedAPI, PageError
 
 NOTEBOOK = "16_async_iteration"
@@ -330,14 +330,6 @@ def _kind_of(fn: Any) -> Finding | None:
                    "iter_items is not an async generator function.",
                    "Write it as `async def iter_items(api, *, prefetch=2):` with `yield item` "
                    "inside."), "not an async generator")
-
-
-def _add_new(report: Report, findings: list[Finding]) -> None:
-    have = {f.prop for f in report.findings}
-    for finding in findings:
-        if finding.prop not in have:
-            report.findings.append(finding)
-            have.add(finding.prop)
 
 
 def _pages_list(pages: list[int]) -> str:
@@ -721,7 +713,7 @@ def check_iter_items(fn, *, variant: str = "public", seed: int | None = None) ->
     for run in exits:
         later = [f for f in _common("iter_items", run.obs)
                  if f.prop in ("never blocks the event loop", "every coroutine awaited")]
-        _add_new(report, later)
+        add_new(report, later)
     return report
 
 
