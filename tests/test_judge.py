@@ -259,18 +259,32 @@ def test_the_hidden_seed_is_only_in_the_judging_cells(course, tmp_path):
     assert all(str(seed) in cell.source for cell in plan.cells if cell.role == "judge")
 
 
-def test_the_hidden_seed_reaches_a_check_that_takes_one():
+def test_the_hidden_seed_reaches_the_check(tmp_path, monkeypatch):
+    import asynclab.checks.nb05_semaphore as checks
+
     seen = []
+    real = checks.EXERCISES["fetch_all_urls"]
 
-    def with_seed(fn, *, variant="public", seed=None):
+    def recording(fn, *, variant="public", seed=None):
         seen.append((variant, seed))
+        return real(fn, variant=variant, seed=seed)
 
-    def without_seed(fn, *, variant="public"):
-        seen.append((variant, "no seed"))
+    monkeypatch.setitem(checks.EXERCISES, "fetch_all_urls", recording)  # before install: trusted
+    judge = grading_guard.install(STEM, ["fetch_all_urls"], reference_namespace())
+    judge("fetch_all_urls", ("public", "hidden"), str(tmp_path / "v.json"), "n", False, 42)
+    assert seen == [("public", 42), ("hidden", 42)]
+    assert json.loads((tmp_path / "v.json").read_text())["tampering"] == []
 
-    grading_guard.run_check(with_seed, None, "hidden", 42)
-    grading_guard.run_check(without_seed, None, "hidden", 42)
-    assert seen == [("hidden", 42), ("hidden", "no seed")]
+
+def test_every_check_takes_the_seed():
+    """The judging cell calls each check with ``seed=``: the checks' contract."""
+    import inspect
+
+    from asynclab.checks import registry
+
+    for checks in registry().values():
+        for name, check in checks.items():
+            assert "seed" in inspect.signature(check).parameters, name
 
 
 def test_hidden_seeds_are_secret_and_stable():

@@ -256,19 +256,6 @@ def _checks_module(notebook: str) -> types.ModuleType:
                       f"(the course has: {', '.join(sorted(known))})")
 
 
-def run_check(check: Callable[..., Any], fn: Any, variant: str, seed: int | None) -> Any:
-    """``check(fn, variant=..., seed=...)``; a check that draws nothing at random takes no seed."""
-    import inspect
-
-    try:
-        takes_seed = "seed" in inspect.signature(check).parameters
-    except (TypeError, ValueError):
-        takes_seed = False
-    if takes_seed:
-        return check(fn, variant=variant, seed=seed)
-    return check(fn, variant=variant)
-
-
 def install(notebook: str, exercises: list[str], namespace: dict[str, Any]) -> Callable[..., None]:
     """Capture the course's checks and the fingerprint; return the judge for this notebook.
 
@@ -317,7 +304,7 @@ def install(notebook: str, exercises: list[str], namespace: dict[str, Any]) -> C
             fn = namespace[exercise]
             for variant in variants:
                 try:
-                    report = run_check(checks[exercise], fn, variant, seed)
+                    report = checks[exercise](fn, variant=variant, seed=seed)
                 except BaseException as exc:  # noqa: BLE001 - learner code may raise anything
                     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                     verdict["errors"].append(f"the {variant} check stopped with {text}")
