@@ -38,13 +38,12 @@ def apply_limits(memory_mb: int | None, file_mb: int | None, max_processes: int 
     """Lower this process's limits, the hard limit too: notebook code cannot raise them again."""
 
     def lower(which: int, value: int, hard_extra: int = 0) -> None:
-        soft, hard = resource.getrlimit(which)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        ceiling = value + hard_extra
-        if hard != resource.RLIM_INFINITY:
-            ceiling = min(ceiling, hard)
-        resource.setrlimit(which, (value, ceiling))
+        _, hard = resource.getrlimit(which)
+
+        def within(limit: int) -> int:  # never above the current hard limit
+            return limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+
+        resource.setrlimit(which, (within(value), within(value + hard_extra)))
 
     if memory_mb:
         lower(resource.RLIMIT_DATA, memory_mb * 1024 * 1024)

@@ -62,7 +62,7 @@ class CellRun:
 
     label: str
     role: str
-    status: str  # "ok" | "error" | "timeout" | "died" | "memory" | "not run"
+    status: str  # "ok" | "error" | "timeout" | "died" | "memory" | "disk" | "not run"
     seconds: float = 0.0
     error: str = ""  # "ZeroDivisionError: division by zero"
     traceback: str = ""
@@ -143,10 +143,14 @@ def _kernel_argv(limits: Limits, sandbox: list[str] | None = None,
             "--IPKernelApp.log_level=CRITICAL"]
 
 
+# What every grading kernel's environment sets, sandboxed or not: one thread per numeric
+# library, no bytecode written, no debugger warning.
+KERNEL_SETTINGS = {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "OPENBLAS_NUM_THREADS": "1",
+                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _kernel_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"PYDEVD_DISABLE_FILE_VALIDATION": "1", "OPENBLAS_NUM_THREADS": "1",
-                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    env = {**os.environ, **KERNEL_SETTINGS}
     env.pop("JUPYTER_PLATFORM_DIRS", None)
     return env
 
@@ -239,7 +243,7 @@ def _cell_error(reply: dict[str, Any]) -> tuple[str, str]:
 class KernelRun:
     """One kernel, started fresh; executes cells; killed (never asked) at the end.
 
-    ``kill_reason`` says why the host killed it ("timeout", "memory"), so a
+    ``kill_reason`` says why the host killed it ("timeout", "memory", "disk"), so a
     dead kernel is explained with the right words.
     """
 

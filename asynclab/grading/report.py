@@ -170,8 +170,11 @@ def _findings_table(variant: str, report: dict[str, Any]) -> str:
             f"<th>what was observed</th></tr>{''.join(rows)}</table>")
 
 
-def _exercise_section(ex: ExerciseVerdict, variants: tuple[str, ...]) -> str:
-    parts = [f"<h3>{_e(ex.exercise)}: {_badge(ex.passed, f'{ex.points} / 1 point')}</h3>"]
+def _exercise_section(ex: ExerciseVerdict, variants: tuple[str, ...], graded: bool = True) -> str:
+    """One exercise: its points ("1 / 1 point"; "1 / 1" for a learner's own check), its
+    findings and timeline."""
+    badge = _badge(ex.passed, f"{ex.points} / 1" + (" point" if graded else ""))
+    parts = [f"<h3>{_e(ex.exercise)}: {badge}</h3>"]
     if ex.messages:
         items = "".join(f"<li>{_e(m)}</li>" for m in ex.messages)
         parts.append(f"<ul>{items}</ul>")
@@ -277,7 +280,7 @@ def check_page(results: list[tuple[str, Any]]) -> str:
             sections.append("<p>Notes:</p><ul>" + "".join(f"<li>{_e(n)}</li>"
                                                           for n in verdict.notes) + "</ul>")
         for ex in verdict.exercises.values():
-            sections.append(_exercise_section(ex, ("public",)).replace(" / 1 point", " / 1"))
+            sections.append(_exercise_section(ex, ("public",), graded=False))
         sections.append(_run_log(verdict))
     body = "\n".join(sections)
     return f"""<!doctype html>

@@ -78,6 +78,7 @@ def _bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
+@functools.lru_cache(maxsize=1)
 def _python_roots() -> list[Path]:
     """Folders the kernel's Python needs: the environment, its base installation, the course
     package (the package's folder only: not the course's checkout around it)."""
@@ -175,13 +176,13 @@ def bwrap_argv(spec: SandboxSpec) -> list[str]:
 
 def kernel_env() -> dict[str, str]:
     """The whole environment of a sandboxed kernel: nothing of the grader's (tokens, paths)."""
+    from asynclab.grading.kernel_process import KERNEL_SETTINGS
+
     bin_dir = str(Path(sys.executable).parent)
     return {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/home",
             "USER": "learner", "LOGNAME": "learner", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
             "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/home/.matplotlib",
-            "IPYTHONDIR": "/tmp/home/.ipython", "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            "IPYTHONDIR": "/tmp/home/.ipython", "PYTHONUNBUFFERED": "1", **KERNEL_SETTINGS}
 
 
 class UidPool:
