@@ -304,7 +304,10 @@ def make_fakes(work_s: float, fail: bool, watch: Watch):
 # -- exercise 04: microservices ---------------------------------------------------------
 
 @dataclass
-class ServiceCall:
+class NamedRun:
+    """One run of a named fake (a service of exercise 04, a step of exercise 06), on the loop's
+    clock."""
+
     name: str
     start: float
     end: float | None = None
@@ -316,7 +319,7 @@ class Gateway:
     """Fake microservices: each takes its latency, then answers or raises its error."""
 
     plan: dict[str, tuple[float, BaseException | None]]
-    calls: list[ServiceCall] = field(default_factory=list)
+    calls: list[NamedRun] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -329,7 +332,7 @@ class Gateway:
 
         async def call() -> str:
             loop = asyncio.get_running_loop()
-            record = ServiceCall(name, loop.time())
+            record = NamedRun(name, loop.time())
             self.calls.append(record)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -363,21 +366,11 @@ class Gateway:
 # -- exercise 06: pipeline steps --------------------------------------------------------
 
 @dataclass
-class StepRun:
-    """One run of one step, on the loop's clock."""
-
-    name: str
-    start: float
-    end: float | None = None
-    outcome: str = "running"  # "ok", "cancelled", "error" or "running"
-
-
-@dataclass
 class Steps:
     """Coroutine functions that wait a set time, record when they ran, and return a string."""
 
     seconds: dict[str, float]
-    runs: list[StepRun] = field(default_factory=list)
+    runs: list[NamedRun] = field(default_factory=list)
 
     @staticmethod
     def result_for(name: str) -> str:
@@ -386,7 +379,7 @@ class Steps:
     def step(self, name: str):
         async def work() -> str:
             loop = asyncio.get_running_loop()
-            run = StepRun(name, loop.time())
+            run = NamedRun(name, loop.time())
             self.runs.append(run)
             try:
                 await asyncio.sleep(self.seconds[name])

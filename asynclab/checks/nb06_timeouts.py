@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from asynclab.checking import (Ending, Report, add_new, ending_of, hidden_rng, observe, plural,
                                require_coroutine_function, safe_findings, seconds, short_repr,
                                varied)
-from asynclab.fakes import StepRun, Steps
+from asynclab.fakes import NamedRun, Steps
 
 NOTEBOOK = "06_timeouts"
 TOLERANCE_S = 1e-3  # virtual time is exact; this only absorbs float rounding
@@ -65,7 +65,7 @@ def scenario(variant: str, seed: int | None = None) -> PipelineScenario:
                             sum(quick) + rng.choice([1.0, 2.0]), quick[0] + quick[1] / 2)
 
 
-def _overlap(runs: list[StepRun], t0: float = 0.0) -> str | None:
+def _overlap(runs: list[NamedRun], t0: float = 0.0) -> str | None:
     """A sentence about the first step that started before the previous one ended, if any.
 
     Times are said in seconds after ``t0``, the moment run_pipeline was called.
@@ -79,7 +79,7 @@ def _overlap(runs: list[StepRun], t0: float = 0.0) -> str | None:
     return None
 
 
-def _order_problem(runs: list[StepRun], names: list[str]) -> str | None:
+def _order_problem(runs: list[NamedRun], names: list[str]) -> str | None:
     started = [r.name for r in runs]
     repeated = sorted({n for n in started if started.count(n) > 1})
     if repeated:
