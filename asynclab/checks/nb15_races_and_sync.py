@@ -32,7 +32,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asynclab.checking import Finding, Observation, Report, common_findings, observe, varied
+from asynclab.checking import (Finding, Observation, Report, common_findings, describe_error,
+                               observe, varied)
 from asynclab.fakes import Call, FakeService, ServiceError
 
 NOTEBOOK = "15_races_and_sync"
@@ -252,17 +253,6 @@ def _names(outs: list[Outcome]) -> str:
     return f"callers {', '.join(nums[:-1])} and {nums[-1]}"
 
 
-def _error_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    tb, where = exc.__traceback__, ""
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if "asynclab" not in code.co_filename and "asyncio" not in code.co_filename:
-            where = f" (in {code.co_name}(), line {tb.tb_lineno})"
-        tb = tb.tb_next
-    return text + where
-
-
 def _awaitable_name(value: Any) -> str:
     if inspect.iscoroutine(value):
         value.close()  # reported here: no "never awaited" warning later
@@ -283,7 +273,7 @@ def _got(out: Outcome, timed: bool = True) -> str:
             return f"got {_awaitable_name(out.value)}{at} instead of the value: a forgotten `await`"
         return f"got {repr(out.value)[:80]}{at}"
     if out.how == "error":
-        return f"raised {_error_text(out.error)}{at}"
+        return f"raised {describe_error(out.error)}{at}"
     if out.how == "cancelled":
         return f"got CancelledError{at}, though the check never cancelled it"
     return "was still waiting when the check gave up on it"

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asynclab.blocking import BlockingCall, BlockingDetector
-from asynclab.checking import Finding, Report, require_coroutine_function
+from asynclab.checking import Finding, Report, describe_error, require_coroutine_function
 from asynclab.timeline import Timeline, trace
 
 NOTEBOOK = "18_streams_and_subprocesses"
@@ -582,16 +582,6 @@ def keep_server_rows(timeline: Timeline) -> None:
 
 
 # -- the verdict ---------------------------------------------------------------------------------
-def describe_error(exc: BaseException) -> str:
-    tb, where = exc.__traceback__, ""
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if "asynclab" not in code.co_filename and "asyncio" not in code.co_filename:
-            where = f" (in {code.co_name}(), line {tb.tb_lineno})"
-        tb = tb.tb_next
-    return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) + where
-
-
 def check_serve_chat(fn: Any, *, variant: str = "public", seed: int | None = None) -> Report:
     """Judge ``serve_chat(host, port, *, ready, max_queue)`` (see the module docstring)."""
     report = Report(EXERCISE)
