@@ -110,6 +110,9 @@ def run_pytest(files: dict[str, str], *args: str, timeout_s: float = 120.0) -> P
         for name in ("FORCE_COLOR", "PY_COLORS", "CLICOLOR_FORCE"):
             env.pop(name, None)
         env.pop("PYTEST_ADDOPTS", None)
+        # pytest prints whole failure messages, not cut to 80 columns, when it sees CI or BUILD_NUMBER.
+        for name in ("CI", "BUILD_NUMBER"):
+            env.pop(name, None)
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         verbosity = () if any(a.startswith("-v") for a in args) else ("-q",)
         done = subprocess.run(

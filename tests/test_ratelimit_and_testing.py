@@ -107,3 +107,19 @@ def test_run_pytest_with_anyio_on_the_virtual_clock():
     assert not run.passed
     assert "1 failed, 1 passed in <t>s" in run.output, run.output
     assert "asynclab-tests-" not in run.output
+
+
+def test_run_pytest_prints_the_same_on_a_ci_machine(monkeypatch):
+    """pytest stops cutting summary lines to the terminal when it sees CI=...; the notebooks'
+    committed outputs were made without it, so run_pytest must not pass it on."""
+    long_failure = {"test_long.py": '''
+        def test_a_failure_with_a_long_message():
+            raise AssertionError("a message much longer than the eighty columns of a terminal " * 3)
+    '''}
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
+    here = run_pytest(long_failure).output
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("BUILD_NUMBER", "7")
+    assert run_pytest(long_failure).output == here
+    assert "..." in here.splitlines()[-2]   # the summary line is cut, as in the notebooks
