@@ -31,23 +31,25 @@ and files the wait under one of three kinds:
 * ``"tasks"``: waiting for other tasks to finish (``await task``, ``gather``,
   ``TaskGroup``, ``wait``, ``wait_for`` on 3.11).
 
-The kind is looked up once per code object, so classifying costs a few
+The kind is looked up once per file and cached, so classifying costs a few
 attribute reads per suspension.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import contextvars
 import functools
 import inspect
 import time
 import types
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-__all__ = ["TaskRecord", "Timeline", "trace", "traced", "active_timeline"]
+__all__ = ["TaskRecord", "Timeline", "trace", "traced", "active_timeline", "task_coroutine"]
 
 # What ended a task. "running" means the trace ended before the task did.
 FINISHED, FAILED, CANCELLED, RUNNING = "finished", "failed", "cancelled", "running"
@@ -66,9 +68,12 @@ class TaskRecord:
 
     name: str
     created: float
-    # (start, end) of each stretch during which the task's code ran.
-    steps: list[tuple[float, float]] = field(default_factory=list)
-    # why the task waited after each step, one byte each: see ``wait_kinds``.
+    # start, end, start, end, ... of the stretches during which the task's code ran: see
+    # ``steps``. Flat arrays of numbers and bytes, not lists of tuples: they hold no Python
+    # objects, so the garbage collector never scans them and thousands of traced tasks cost it
+    # nothing (with a tuple per step it ran twice as often: scripts/bench_tracing.py).
+    times: array = field(default_factory=lambda: array("d"), repr=False)
+    # why the task waited after each step, one byte each: see ``waits``.
     wait_bytes: bytearray = field(default_factory=bytearray, repr=False)
     outcome: str = RUNNING
     ended: float | None = None
@@ -106,8 +111,19 @@ class TaskRecord:
             self.ended = self.created
 
     @property
+    def steps(self) -> list[tuple[float, float]]:
+        """``(start, end)`` of each stretch during which the task's code ran, in order."""
+        times = self.times
+        return list(zip(times[::2], times[1::2]))
+
+    def add_step(self, start: float, end: float) -> None:
+        """Record one more step (the tracer appends to ``times`` directly)."""
+        self.times.append(start)
+        self.times.append(end)
+
+    @property
     def started(self) -> float | None:
-        return self.steps[0][0] if self.steps else None
+        return self.times[0] if self.times else None
 
     @property
     def waits(self) -> list[str]:
@@ -134,15 +150,15 @@ class TaskRecord:
     @property
     def duration(self) -> float | None:
         """Seconds from the first step to the end, or None if it never ended."""
-        if self.ended is None or not self.steps:
+        if self.ended is None or not self.times:
             return None
-        return self.ended - self.steps[0][0]
+        return self.ended - self.times[0]
 
 
 def _stop(rec: TaskRecord, start: float, end: float, exc: BaseException | None) -> None:
     """Record the last step and how the coroutine ended (``exc`` None: it returned)."""
     rec.ended = end
-    rec.steps.append((start, end))
+    rec.add_step(start, end)
     if exc is None:
         rec.outcome = FINISHED
         return
@@ -172,9 +188,7 @@ _TASK_FUTURES: tuple[type, ...] = tuple(
 def _classify_file(filename: str) -> int:
     """The kind byte of a coroutine's file (see ``_WaitKinds``); cached."""
     path = filename.replace("\\", "/")
-    if path == __file__.replace("\\", "/"):
-        kind = _KIND_BYTE[TASKS]  # _traced: awaiting a traced() coroutine, another row
-    elif "/asyncio/" not in path:
+    if "/asyncio/" not in path:
         kind = 0
     elif path.endswith(("/locks.py", "/queues.py")):
         kind = _KIND_BYTE[SLOT]
@@ -208,6 +222,8 @@ def _wait_kind(coro: Any, future: Any) -> str:
     inner = coro
     awaited = getattr(coro, "cr_await", None)
     while awaited is not None:
+        if type(awaited) is _Traced:
+            return TASKS  # awaiting a traced() coroutine: another row
         code = getattr(awaited, "cr_code", None)
         if code is None:
             break
@@ -219,65 +235,103 @@ def _wait_kind(coro: Any, future: Any) -> str:
     return TASKS if isinstance(future, _TASK_FUTURES) else IO
 
 
-@types.coroutine
-def _timed_steps(coro: Any, rec: TaskRecord, clock: Callable[[], float],
-                 kind_of_file: Callable[..., Any] = _WaitKinds.by_file.get,
-                 sleep_code: Any = asyncio.sleep.__code__, timer: int = _KIND_BYTE[IO],
-                 coroutine_type: type = types.CoroutineType) -> Any:
-    """Drive ``coro`` one step at a time, timing each step; yield what it yields.
+class _Traced:
+    """The coroutine a traced task runs: ``coro``, each of its steps timed into ``rec``.
 
-    This is the hot path of tracing, so it is a generator: resuming a generator
-    frame costs less than a Python method call per step, and the native
-    coroutine that awaits it (``_traced``) keeps asyncio's fast path for tasks.
-    Values sent and exceptions thrown in are passed on unchanged.
+    It forwards every value sent and every exception thrown to ``coro`` and
+    returns (or raises) exactly what ``coro`` does, so scheduling is unchanged.
+    It is an object with the coroutine protocol rather than a wrapping
+    ``async def``: a task steps it with one plain method call, and each live
+    task costs the garbage collector one object instead of two frames'
+    worth (scripts/bench_tracing.py measures the difference).
     """
-    add_step, add_wait = rec.steps.append, rec.wait_bytes.append
-    send, throw = coro.send, coro.throw
-    native = type(coro) is coroutine_type
-    value: Any = None
-    error: BaseException | None = None
-    while True:
+
+    __slots__ = ("coro", "rec", "clock")
+
+    def __init__(self, coro: Any, rec: TaskRecord, clock: Callable[[], float]):
+        self.coro, self.rec, self.clock = coro, rec, clock
+
+    def __await__(self) -> "_Traced":
+        return self
+
+    __iter__ = __await__
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        clock = self.clock
         start = clock()
         try:
-            if error is None:
-                future = send(value)
-            else:
-                future, error = throw(error), None
-        except StopIteration as done:
-            _stop(rec, start, clock(), None)
-            return done.value
+            future = self.coro.send(value)
+        except StopIteration:  # it returned: the task takes the value from this exception
+            _stop(self.rec, start, clock(), None)
+            raise
         except BaseException as exc:
-            _stop(rec, start, clock(), exc)
+            _stop(self.rec, start, clock(), exc)
             raise
-        add_step((start, clock()))
-        # Why it waits: where its chain of awaits ends (_wait_kind, inlined for speed).
-        if native:
-            inner = coro
-            awaited = inner.cr_await
-            while type(awaited) is coroutine_type:
-                inner = awaited
-                awaited = inner.cr_await
-            code = inner.cr_code
-            if code is sleep_code:  # the commonest wait, first
-                add_wait(timer)
-            else:
-                kind = kind_of_file(code.co_filename)
-                if kind is None or kind == 4:  # a new file, or asyncio's tasks.py (_SLEEP_OR_TASKS)
-                    kind = _code_kind(code)
-                add_wait(kind or _wait_byte(coro, future))
-        else:
-            add_wait(_wait_byte(coro, future))
+        self._suspended(start, future)
+        return future
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        clock = self.clock
+        start = clock()
         try:
-            value = yield future
-        except GeneratorExit:
-            coro.close()
+            if val is None and tb is None:
+                future = self.coro.throw(typ)
+            else:  # the three-argument form, deprecated since 3.12: only if asked for
+                future = self.coro.throw(typ, val, tb)
+        except StopIteration:  # it returned: the task takes the value from this exception
+            _stop(self.rec, start, clock(), None)
             raise
-        except BaseException as exc:  # CancelledError and friends, thrown in by the task
-            error = exc
+        except BaseException as exc:
+            _stop(self.rec, start, clock(), exc)
+            raise
+        self._suspended(start, future)
+        return future
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def _suspended(self, start: float, future: Any,
+                   coroutine_type: type = types.CoroutineType,
+                   sleep_code: Any = asyncio.sleep.__code__, timer: int = _KIND_BYTE[IO]) -> None:
+        """Record the step that just ended and why the task now waits (``_wait_kind``, inlined)."""
+        rec = self.rec
+        times = rec.times
+        times.append(start)
+        times.append(self.clock())
+        inner = self.coro
+        if type(inner) is not coroutine_type:
+            rec.wait_bytes.append(_wait_byte(inner, future))
+            return
+        awaited = inner.cr_await
+        while type(awaited) is coroutine_type:
+            inner = awaited
+            awaited = inner.cr_await
+        code = inner.cr_code
+        if code is sleep_code:  # the commonest wait, first
+            rec.wait_bytes.append(timer)
+            return
+        if type(awaited) is _Traced:  # awaiting a traced() coroutine: another row
+            rec.wait_bytes.append(_KIND_BYTE[TASKS])
+            return
+        kind = _WaitKinds.by_file.get(code.co_filename)
+        if kind is None or kind == _SLEEP_OR_TASKS:  # a new file, or asyncio's tasks.py
+            kind = _code_kind(code)
+        rec.wait_bytes.append(kind or _wait_byte(self.coro, future))
+
+    def __repr__(self) -> str:
+        return f"<traced {self.coro!r}>"
 
 
-async def _traced(coro: Any, rec: TaskRecord, clock: Callable[[], float]) -> Any:
-    return await _timed_steps(coro, rec, clock)
+collections.abc.Coroutine.register(_Traced)  # so that asyncio accepts it as a task's coroutine
+
+
+def task_coroutine(task: "asyncio.Task[Any]") -> Any:
+    """The coroutine ``task`` runs: under ``trace()``, the one inside the tracer's wrapper."""
+    coro = task.get_coro()
+    return coro.coro if type(coro) is _Traced else coro
 
 
 _ACTIVE: contextvars.ContextVar["Timeline | None"] = contextvars.ContextVar(
@@ -312,7 +366,7 @@ class Timeline:
         rec = TaskRecord(name or _coro_name(coro), self.clock())
         rec.coro = coro
         self.records.append(rec)
-        return _traced(coro, rec, self.clock), rec
+        return _Traced(coro, rec, self.clock), rec
 
     # -- reading ---------------------------------------------------------
     @property
@@ -462,10 +516,8 @@ def trace() -> Iterator[Timeline]:
 
     # The factory runs once per task: what it needs is bound here (see scripts/bench_tracing.py).
     clock, add_record, make_task = timeline.clock, timeline.records.append, asyncio.Task
-    traced_code = _traced.__code__
-
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
-        if getattr(coro, "cr_code", None) is traced_code:
+        if type(coro) is _Traced:
             # Already a row (``traced(...)``) made into a task, as wait_for does up to 3.11.
             if previous is not None:
                 return previous(loop, coro, **kwargs)
@@ -473,7 +525,7 @@ def trace() -> Iterator[Timeline]:
         record = TaskRecord(kwargs.get("name") or _coro_name(coro), clock())  # Timeline.wrap, inlined
         record.coro = coro
         add_record(record)
-        wrapped = _traced(coro, record, clock)
+        wrapped = _Traced(coro, record, clock)
         if previous is not None:
             task = previous(loop, wrapped, **kwargs)
         else:

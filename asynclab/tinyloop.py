@@ -176,7 +176,7 @@ class TinyLoop:
             task.done, task.error = True, exc
             self._end(record, start, FAILED, f"{type(exc).__name__}: {exc}")
             return
-        record.steps.append((start, self.clock()))
+        record.add_step(start, self.clock())
         if kind == "sleep":
             self.call_later(arg, lambda: self._resume(task), f"wake {task.name}")
         elif kind == "read":
@@ -188,7 +188,7 @@ class TinyLoop:
 
     def _end(self, record: TaskRecord, start: float, outcome: str, error: str | None = None) -> None:
         end = self.clock()
-        record.steps.append((start, end))
+        record.add_step(start, end)
         record.ended, record.outcome, record.error = end, outcome, error
 
     # -- the four steps of one iteration ---------------------------------

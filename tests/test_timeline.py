@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from asynclab.plotting import row_labels, time_unit
-from asynclab.timeline import trace, traced
+from asynclab.timeline import task_coroutine, trace, traced
 from asynclab.vtime import run_virtual
 
 
@@ -351,3 +351,55 @@ def test_an_axis_is_not_mostly_empty_when_the_tasks_start_late():
     tl = run_virtual(main()).unwrap()
     left, right = tl.figure().axes[0].get_xlim()
     assert 7.5 < left < 8.0 and right == pytest.approx(10 * 1.03)
+
+
+def test_task_coroutine_sees_through_the_tracer():
+    async def main():
+        with trace():
+            task = asyncio.create_task(sleeper(1, "x"))
+            inner = task_coroutine(task)
+            await task
+        plain = asyncio.create_task(sleeper(1, "y"))
+        await plain
+        return inner, task_coroutine(plain)
+
+    inner, plain = run_virtual(main()).unwrap()
+    assert inner.__name__ == "sleeper" and plain.__name__ == "sleeper"
+
+
+def test_tracing_forwards_results_errors_cancellation_and_throw_unchanged():
+    """The wrapper is a coroutine of its own: what the task sees must be what it would see."""
+    class Boom(Exception):
+        pass
+
+    async def answer():
+        await asyncio.sleep(1)
+        return 42
+
+    async def fails():
+        await asyncio.sleep(1)
+        raise Boom("bad")
+
+    async def catches_cancel():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1)  # cleanup, then let the cancellation go on
+            raise
+
+    async def main():
+        with trace() as tl:
+            a = asyncio.create_task(answer())
+            b = asyncio.create_task(fails())
+            c = asyncio.create_task(catches_cancel())
+            await asyncio.sleep(2)
+            c.cancel()
+            results = await asyncio.gather(a, b, c, return_exceptions=True)
+        return tl, results
+
+    tl, results = run_virtual(main()).unwrap()
+    assert results[0] == 42
+    assert isinstance(results[1], Boom)
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert [r.outcome for r in tl.records] == ["finished", "failed", "cancelled"]
+    assert tl.records[2].steps[-1][0] == pytest.approx(tl.t0 + 3)  # the cleanup ran its second

@@ -31,9 +31,9 @@ DEADLOCK_HINT = ("Every consumer needs its own way to stop: put one sentinel per
 def _task_name(task: asyncio.Task) -> str:
     """The name of a task's row in the active timeline (its coroutine's), else the task's name.
 
-    Under ``trace()`` a task's coroutine is the timeline's wrapper, so its own
-    ``__qualname__`` would say ``_traced``; the active timeline's record knows
-    the learner's name (``asynclab.timeline.active_timeline()``).
+    Under ``trace()`` a task's coroutine is the timeline's wrapper, which has no
+    name of its own; the active timeline's record knows the learner's name
+    (``asynclab.timeline.active_timeline()``).
     """
     timeline = active_timeline()
     if timeline is not None:

@@ -43,7 +43,7 @@ from typing import Any
 
 from asynclab.blocking import BlockingCall, BlockingDetector
 from asynclab.checking import Finding, Report, describe_error, require_coroutine_function
-from asynclab.timeline import Timeline, trace
+from asynclab.timeline import Timeline, task_coroutine, trace
 
 NOTEBOOK = "18_streams_and_subprocesses"
 EXERCISE = "serve_chat"
@@ -474,11 +474,7 @@ async def slow_scene(p: Plan, story: Story, peers: dict[str, Peer]) -> None:
 
 def describe_task(task: asyncio.Task) -> str:
     """``send_queued()``: the coroutine a task runs (under the timeline's thin wrapper, if any)."""
-    coro = task.get_coro()
-    frame = getattr(coro, "cr_frame", None)
-    inner = frame.f_locals.get("coro") if frame is not None else None
-    if getattr(coro, "__name__", "") == "_traced" and inner is not None:
-        coro = inner
+    coro = task_coroutine(task)
     return f"{getattr(coro, '__name__', None) or task.get_name()}()"
 
 
