@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+import asynclab.grading  # noqa: F401 - first: it makes reading notebooks start fast
 from asynclab.authoring import AuthoringError, write_exercises
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2

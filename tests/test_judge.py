@@ -8,6 +8,8 @@ fingerprint and the in-kernel judge itself are exercised in-process. The
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -304,3 +306,14 @@ def test_the_class_secret_is_made_once_and_private(tmp_path):
     assert len(first) == 32 and class_secret(tmp_path / "out") == first
     mode = (tmp_path / "out" / ".hidden-seed-secret").stat().st_mode
     assert stat.S_IMODE(mode) == 0o600
+
+
+def test_the_grading_tools_read_notebooks_without_building_iri_parsers():
+    """jsonschema imports rfc3987_syntax (0.9 s of Lark parsers) unless told it is absent;
+    the grading tools tell it, and notebooks are still read and validated."""
+    code = ("import sys, asynclab.cli, nbformat\n"
+            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1')])\n"
+            "nbformat.validate(nb)\n"
+            "print(sys.modules.get('rfc3987_syntax', 'absent'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"

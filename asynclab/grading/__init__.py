@@ -20,3 +20,12 @@ Modules:
 
 Nothing here is imported by ``import asynclab``.
 """
+
+import sys
+
+# jsonschema (which nbformat uses) imports rfc3987_syntax whenever it is installed, for the "iri"
+# formats that no notebook schema uses, and that module builds some thirty Lark parsers as it is
+# imported: about 0.9 s of every process that reads a notebook (python-jsonschema/jsonschema#1428).
+# The grading tools are such processes, started again and again (asynclab check, grade, Dask
+# workers): they tell Python the module is absent, and jsonschema goes on without those formats.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
