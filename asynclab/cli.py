@@ -142,7 +142,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
                              root=course_root(args.root), max_in_flight=args.jobs,
                              force=args.force,
                              limits=_limits(args, variants=("public", "hidden"), want_png=True,
-                                            sandbox=not args.no_sandbox),
+                                            sandbox=not args.no_sandbox,
+                                            warm_kernels=not args.cold_kernels),
                              show_progress=not args.quiet, scheduler=args.scheduler)
     return main_grade(settings)
 
@@ -196,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sandbox", action="store_true",
                    help="run learner code without the bubblewrap sandbox, with your own rights "
                         "(only for code you trust; recorded in gradebook.json)")
+    p.add_argument("--cold-kernels", action="store_true",
+                   help="start every sandboxed kernel from scratch instead of forking it from a "
+                        "warm one (slower; the grades are the same)")
     _add_limits(p, cell=60, notebook=300)
     p.set_defaults(func=cmd_grade)
     return parser

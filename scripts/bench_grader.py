@@ -76,21 +76,39 @@ def learner_notebook(wrong: bool):
     return nb
 
 
-def build_class(folder: Path, learners: int) -> list[Path]:
+HOSTILE = (  # prepended to an answer: what a hostile or careless learner's cell does first
+    "while True:\n    pass\n",
+    "import asyncio\nawait asyncio.Event().wait()\n",
+    "import os\nos._exit(3)\n",
+)
+
+
+def build_class(folder: Path, learners: int, hostile: bool = False) -> list[Path]:
+    """K learners; every third one wrong, or (``hostile``) every third one hostile in turn."""
     paths = []
     for i in range(learners):
         path = folder / f"learner{i + 1:02d}" / f"{STEM}.ipynb"
         path.parent.mkdir(parents=True)
-        nbformat.write(learner_notebook(wrong=i % 3 == 2), path)
+        odd_one = i % 3 == 2
+        nb = learner_notebook(wrong=odd_one and not hostile)
+        if odd_one and hostile:
+            first = answer_cells(nb)[0]
+            first.source = HOSTILE[(i // 3) % len(HOSTILE)] + first.source
+        nbformat.write(nb, path)
         paths.append(path)
     return paths
 
 
-def run_grader(submissions: Path, out: Path, jobs: int, sandbox: bool) -> tuple[float, dict]:
+CELL_S = 60.0  # seconds one cell may run, for the grader and plain nbclient alike (--timeout-cell)
+
+
+def run_grader(submissions: Path, out: Path, jobs: int, sandbox: bool,
+               warm: bool = True) -> tuple[float, dict]:
     settings = GradeSettings(submissions=submissions, out=out, root=ROOT, max_in_flight=jobs,
                              force=True, show_progress=False,
                              limits=Limits(variants=("public", "hidden"), want_png=True,
-                                           sandbox=sandbox))
+                                           sandbox=sandbox, warm_kernels=warm,
+                                           timeout_cell=CELL_S))
     started = time.perf_counter()
     run = asyncio.run(grade(settings))
     write_outputs(run, settings)
@@ -104,8 +122,11 @@ def run_sequential(paths: list[Path], workdir: Path) -> float:
     started = time.perf_counter()
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": str(workdir)}}).execute()
+        try:
+            NotebookClient(nb, timeout=CELL_S, allow_errors=True, kernel_name="python3",
+                           resources={"metadata": {"path": str(workdir)}}).execute()
+        except Exception:  # noqa: BLE001 - a hung or dead kernel (the hostile class): next one
+            pass
     return time.perf_counter() - started
 
 
@@ -166,50 +187,65 @@ def bench_cluster(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    global CELL_S
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learners", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; medians are shown")
+    parser.add_argument("--hostile", action="store_true",
+                        help="a hostile class: every third learner's answer loops for ever "
+                             "(while True), awaits for ever, or ends its kernel (os._exit)")
     parser.add_argument("--cluster", action="store_true",
                         help="compare with grading on a local Dask cluster (--scheduler)")
     parser.add_argument("--threads", type=int, default=2,
                         help="with --cluster: threads of each worker (default 2: one runs a "
                              "notebook, one starts the next kernel)")
+    parser.add_argument("--timeout-cell", type=float, default=CELL_S,
+                        help="seconds one cell may run (grader and nbclient); try 5 with --hostile")
     args = parser.parse_args()
+    CELL_S = args.timeout_cell
     if args.cluster:
         bench_cluster(args)
         return
     with tempfile.TemporaryDirectory(prefix="bench-grader-") as tmp:
         tmp_path = Path(tmp)
-        paths = build_class(tmp_path / "submissions", args.learners)
+        paths = build_class(tmp_path / "submissions", args.learners, hostile=args.hostile)
         run_sequential(paths[:1], tmp_path)  # warm-up: imports and disk caches for both sides
-        sandboxed, plain, sequential = [], [], []
+        warm, cold, plain, sequential = [], [], [], []
         with_sandbox = sandbox.unavailable() is None
-        for _ in range(args.repeat):  # interleaved, so a change of load hits all three alike
+        gradebooks = {}
+        for _ in range(args.repeat):  # interleaved, so a change of load hits all of them alike
             if with_sandbox:
-                seconds, points = run_grader(tmp_path / "submissions", tmp_path / "out-sandbox",
-                                             args.jobs, sandbox=True)
-                sandboxed.append(seconds)
+                for kind, times in (("warm", warm), ("cold", cold)):
+                    out = tmp_path / f"out-{kind}"
+                    seconds, points = run_grader(tmp_path / "submissions", out, args.jobs,
+                                                 sandbox=True, warm=kind == "warm")
+                    times.append(seconds)
+                    gradebooks[kind] = (out / "gradebook.csv").read_bytes()
             seconds, plain_points = run_grader(tmp_path / "submissions", tmp_path / "out",
                                                args.jobs, sandbox=False)
             plain.append(seconds)
             sequential.append(run_sequential(paths, tmp_path))
     p, s = statistics.median(plain), statistics.median(sequential)
     passed = sum(1 for v in plain_points.values() if v)
-    print(f"{args.learners} learners x {STEM}.ipynb, {os.cpu_count()} cores, grader --jobs "
-          f"{args.jobs} ({passed} of {args.learners} passed), median of {args.repeat}")
+    kind = "hostile" if args.hostile else "ordinary"
+    print(f"{args.learners} learners x {STEM}.ipynb ({kind} class), {os.cpu_count()} cores, "
+          f"grader --jobs {args.jobs} ({passed} of {args.learners} passed), median of {args.repeat}")
     if with_sandbox:
-        g = statistics.median(sandboxed)
+        g, c = statistics.median(warm), statistics.median(cold)
         assert points == plain_points, "the sandbox changed a grade"
-        print(f"  grader, each kernel in its sandbox:         {g:6.2f} s")
+        assert gradebooks["warm"] == gradebooks["cold"], "warm kernels changed the gradebook"
+        print(f"  grader, sandboxed, warm kernels (default): {g:6.2f} s")
+        print(f"  grader, sandboxed, cold kernels:           {c:6.2f} s")
+        print("  gradebook.csv, warm and cold:              byte-identical")
     else:
         g = p
         print(f"  grader in a sandbox: not measured ({sandbox.unavailable()})")
-    print(f"  grader --no-sandbox:                        {p:6.2f} s")
-    print(f"  plain nbclient, one after another:          {s:6.2f} s")
+    print(f"  grader --no-sandbox (cold kernels):        {p:6.2f} s")
+    print(f"  plain nbclient, one after another:         {s:6.2f} s")
     if with_sandbox:
-        print(f"  what the sandbox costs:                     {100 * (g / p - 1):+5.1f} %")
-    print(f"  ratio (grader / sequential):                {g / s:6.2f}")
+        print(f"  what warm kernels save:                    {100 * (1 - g / c):5.1f} %")
+    print(f"  ratio (grader / sequential):               {g / s:6.2f}")
 
 
 if __name__ == "__main__":

@@ -310,3 +310,62 @@ def test_without_the_sandbox_the_attacks_succeed_and_the_run_says_so(tmp_path):
         assert "mallory" in (out / "gradebook.csv").read_text()
     finally:
         kill_survivors()
+
+
+# -- warm kernels (asynclab.grading.zygote): forked from one warm process, each still fresh -------
+
+POLLUTE = '''
+import asyncio, builtins, threading, time
+import asynclab.checking
+builtins.LEAKED = "a global for everyone"
+asynclab.checking.POLLUTED = True
+_real_sleep = asyncio.sleep
+async def _patched_sleep(delay, result=None):
+    return await _real_sleep(delay * 10, result)
+asyncio.sleep = _patched_sleep
+threading.Thread(target=lambda: time.sleep(3600), name="left-running").start()
+'''
+PROBE = '''
+import asyncio, builtins, threading
+import asynclab.checking
+_leaks = [what for what, leaked in [
+    ("a global", hasattr(builtins, "LEAKED")),
+    ("a patched module", hasattr(asynclab.checking, "POLLUTED")),
+    ("a patched asyncio.sleep", asyncio.sleep.__name__ != "sleep"),
+    ("a thread", any(t.name == "left-running" for t in threading.enumerate())),
+] if leaked]
+assert not _leaks, f"left by an earlier learner: {_leaks}"
+'''
+
+
+def test_a_warm_kernel_sees_nothing_an_earlier_learner_left(require_sandbox, tmp_path):
+    """One at a time (--jobs 1, in name order): the polluter's kernel is forked from the same
+    warm process just before the good learner's. The probe has teeth: after the pollution in
+    one notebook it fails."""
+    submissions = tmp_path / "submissions"
+    write(solved_plus(POLLUTE), submissions / "a_polluter" / f"{STEM}.ipynb")
+    write(solved_plus(PROBE), submissions / "b_after" / f"{STEM}.ipynb")
+    write(solved_plus(POLLUTE + PROBE), submissions / "c_both" / f"{STEM}.ipynb")
+    done = grade(submissions, tmp_path / "out", "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    _, rows, book = read_gradebook(tmp_path / "out")
+    assert book["warm_kernels"] is True
+    assert points(rows, "b_after") == "1", rows["b_after"]
+    assert points(rows, "c_both") == "0"
+
+
+def test_warm_and_cold_kernels_give_byte_identical_gradebooks(require_sandbox, tmp_path):
+    submissions = tmp_path / "submissions"
+    write(solved(), submissions / "good" / f"{STEM}.ipynb")
+    write(stub_plus("async def fetch_all_urls(urls, fetch, max_concurrent=10, timeout_s=5.0):\n"
+                    "    return {url: await fetch(url) for url in urls}\n"),
+          submissions / "sequential" / f"{STEM}.ipynb")
+    write(solved_plus("import os\nos._exit(3)\n"), submissions / "crasher" / f"{STEM}.ipynb")
+    warm = grade(submissions, tmp_path / "warm")
+    cold = grade(submissions, tmp_path / "cold", "--cold-kernels")
+    assert warm.returncode == cold.returncode == 0, (warm.stderr, cold.stderr)
+    warm_csv, rows, warm_book = read_gradebook(tmp_path / "warm")
+    cold_csv, _, cold_book = read_gradebook(tmp_path / "cold")
+    assert (warm_book["warm_kernels"], cold_book["warm_kernels"]) == (True, False)
+    assert [points(rows, s) for s in ("good", "sequential", "crasher")] == ["1", "0", "0"]
+    assert warm_csv == cold_csv

@@ -362,6 +362,9 @@ class LocalJudge:
 
     async def aclose(self) -> None:
         self.kernels.kill_all()  # none should be left by now
+        from asynclab.grading import zygote
+
+        zygote.close()  # the warm kernels' fork server, if this run started one
 
 
 Judge = Callable[[Submission, CourseNotebook], Awaitable[NotebookVerdict]]

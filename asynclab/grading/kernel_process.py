@@ -26,6 +26,7 @@ import re
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +55,7 @@ class Limits:
     sandbox: bool = False  # each kernel in a bubblewrap sandbox (asynclab.grading.sandbox)
     max_processes: int = 512  # processes and threads of one sandboxed kernel (RLIMIT_NPROC)
     folder_cap_mb: int = 64  # what a sandboxed kernel may write into the host folders it shares
+    warm_kernels: bool = True  # sandboxed kernels forked from a warm zygote (grading.zygote)
 
 
 @dataclass
@@ -128,19 +130,35 @@ def tree_rss_mb(pid: int) -> float:
     return total / (1024 * 1024)
 
 
+IPYKERNEL_ARGS = ("--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=CRITICAL")
+
+
+def _cpu_s(limits: Limits) -> int:
+    return int(limits.timeout_notebook + limits.startup_timeout + KILL_GRACE_S)
+
+
 def _kernel_argv(limits: Limits, sandbox: list[str] | None = None,
                  run_as: int | None = None) -> list[str]:
     """The kernel's command line; in a sandbox, behind ``bwrap ... --`` and with the limits
     that only make sense there (processes of its own user, CPU time)."""
     argv = [sys.executable, "-m", "asynclab.grading.kernel", "--memory-mb", str(limits.memory_mb)]
     if sandbox is not None:
-        cpu_s = int(limits.timeout_notebook + limits.startup_timeout + KILL_GRACE_S)
         argv = [*sandbox, *argv, "--max-processes", str(limits.max_processes),
-                "--cpu-s", str(cpu_s)]
+                "--cpu-s", str(_cpu_s(limits))]
         if run_as is not None:
             argv += ["--run-as", str(run_as)]
-    return [*argv, "-f", "{connection_file}", "--HistoryManager.hist_file=:memory:",
-            "--IPKernelApp.log_level=CRITICAL"]
+    return [*argv, "-f", "{connection_file}", *IPYKERNEL_ARGS]
+
+
+def _warm_request(limits: Limits, run_as: int | None, log: Path) -> dict[str, Any]:
+    """What the zygote needs to make this notebook's kernel (``grading.zygote``): the same
+    limits, user, environment and ipykernel options as ``_kernel_argv`` gives a cold one."""
+    from asynclab.grading import sandbox
+
+    return {"limits": {"memory_mb": limits.memory_mb, "max_processes": limits.max_processes,
+                       "cpu_s": _cpu_s(limits)},
+            "run_as": run_as, "cwd": "/tmp/work", "env": sandbox.kernel_env(),
+            "kernel_args": list(IPYKERNEL_ARGS), "log": str(log)}
 
 
 # What every grading kernel's environment sets, sandboxed or not: one thread per numeric
@@ -256,6 +274,7 @@ class KernelRun:
         self.cells, self.limits, self.workdir = cells, limits, workdir
         self.kill_reason: str | None = None
         self.pid: int | None = None
+        self.kernel_pid: int | None = None
         self.uid: int | None = None
         self._watchdog: asyncio.Task | None = None
         self._on_kernel = on_kernel
@@ -271,9 +290,20 @@ class KernelRun:
                 for folder in self._shared:  # and root (without capabilities there) read
                     os.chown(folder, self.uid, self.uid)  # its connection file in run_dir
                     os.chmod(folder, 0o711)
-            spec = sandbox.SandboxSpec(run_dir, tuple(shared))
-            argv = _kernel_argv(limits, sandbox.bwrap_argv(spec), self.uid)
+            spec = sandbox.SandboxSpec(run_dir, tuple(shared), warm=limits.warm_kernels)
+            if limits.warm_kernels:
+                from asynclab.grading import zygote
+
+                argv = [*sandbox.bwrap_argv(spec), *zygote.placeholder_argv()]
+            else:
+                argv = _kernel_argv(limits, sandbox.bwrap_argv(spec), self.uid)
             self.client, self.km, self.nb = _make_client(cells, limits, argv, ipc_dir=run_dir)
+            if limits.warm_kernels:
+                self.km.kernel_id = str(uuid.uuid4())
+                provisioner = zygote.provisioner_class()(
+                    kernel_id=self.km.kernel_id, kernel_spec=self.km.kernel_spec, parent=self.km)
+                provisioner.request = _warm_request(limits, self.uid, workdir / "kernel.log")
+                self.km.provisioner = provisioner
         else:
             (workdir / "work").mkdir(exist_ok=True)
             self.client, self.km, self.nb = _make_client(cells, limits, _kernel_argv(limits))
@@ -283,6 +313,8 @@ class KernelRun:
         await self.km.start_kernel(cwd=str(self.workdir / ("." if self.limits.sandbox else "work")),
                                    env=_kernel_env(), stdout=self._log, stderr=self._log)
         self.pid = getattr(self.km.provisioner, "pid", None)
+        # A warm kernel is not a descendant of its sandbox's first process: watch and kill both.
+        self.kernel_pid = getattr(self.km.provisioner, "kernel_pid", None)
         if self._on_kernel:
             self._on_kernel(self.pid)
         self._watchdog = asyncio.create_task(self._watch_memory(), name="memory watchdog")
@@ -296,7 +328,8 @@ class KernelRun:
         while self.pid is not None:
             await asyncio.sleep(MEMORY_POLL_S)
             polls += 1
-            if tree_rss_mb(self.pid) > self.limits.memory_mb:
+            if tree_rss_mb(self.pid) + (tree_rss_mb(self.kernel_pid) if self.kernel_pid else 0) \
+                    > self.limits.memory_mb:
                 self.kill("memory")
                 return
             if self.limits.sandbox and polls % 4 == 0 \
@@ -307,6 +340,7 @@ class KernelRun:
     def kill(self, reason: str) -> None:
         if self.kill_reason is None:
             self.kill_reason = reason
+        kill_tree(self.kernel_pid)
         kill_tree(self.pid)
 
     async def run_cell(self, index: int, budget: float, store_history: bool) -> CellRun:
@@ -344,8 +378,9 @@ class KernelRun:
         """Kill the kernel's process tree and release everything; never raises."""
         if self._watchdog is not None:
             self._watchdog.cancel()
-        procs = kill_tree(self.pid or getattr(getattr(self.km, "provisioner", None), "pid", None))
-        self.pid = None
+        procs = kill_tree(self.kernel_pid)
+        procs += kill_tree(self.pid or getattr(getattr(self.km, "provisioner", None), "pid", None))
+        self.pid = self.kernel_pid = None
         if self._on_kernel:
             self._on_kernel(None)
         with contextlib.suppress(Exception):

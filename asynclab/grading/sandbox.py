@@ -106,6 +106,12 @@ def _font_cache() -> Path | None:
     return path if path.is_file() else None
 
 
+def matplotlib_cache_dir() -> Path | None:
+    """The host folder of matplotlib's font list (warm kernels' zygote reads it there)."""
+    fonts = _font_cache()
+    return fonts.parent if fonts is not None else None
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     """How one sandbox is made: the folder it may write and the user it runs as."""
@@ -113,6 +119,7 @@ class SandboxSpec:
     run_dir: Path  # host folder bound read-write at the same path: the kernel's sockets
     shared: tuple[Path, ...] = ()  # other host folders it writes (the judge's verdicts)
     tmp_size_mb: int = TMP_SIZE_MB
+    warm: bool = False  # a warm kernel joins it: matplotlib's host folder is there, read-only
 
 
 def bwrap_argv(spec: SandboxSpec) -> list[str]:
@@ -166,6 +173,8 @@ def bwrap_argv(spec: SandboxSpec) -> list[str]:
     fonts = _font_cache()
     if fonts is not None:
         argv += ro_bind(fonts, Path("/tmp/home/.matplotlib") / fonts.name)
+        if spec.warm:  # the zygote imported matplotlib with its folder there
+            argv += ro_bind(fonts.parent)
     for folder in (spec.run_dir, *spec.shared):
         argv += [*parents(folder), "--bind", str(folder), str(folder)]
     argv += ["--chdir", "/tmp/work", "--clearenv"]

@@ -1,0 +1,356 @@
+"""Warm kernels: a fork server whose children join a fresh sandbox each and become kernels.
+
+A cold grading kernel spends most of its second of CPU on the same work every time: a new
+Python, ipykernel, IPython, matplotlib and the course package imported again. The zygote
+does that work once. For each notebook:
+
+1. the grader makes the notebook's sandbox with bubblewrap as before (``sandbox.bwrap_argv``),
+   with a placeholder process in it (``sleep``) instead of the kernel;
+2. it asks the zygote (``Zygote.spawn``) for a kernel in that sandbox. The zygote forks; the
+   child enters the sandbox's namespaces (``setns``: user, IPC, UTS, network, cgroup, PID,
+   mount) and forks again, so that the kernel is a process *of* the sandbox's PID namespace;
+3. the kernel, before any notebook code runs: starts a session of its own, lowers its limits
+   (``kernel.apply_limits``), gives up every privilege (as root: its sandbox's own user id, as
+   the kernel launcher does; otherwise: all capabilities of the sandbox's user namespace, and
+   no new ones ever), takes the sandbox's environment and working folder, closes every file
+   the zygote had open, and starts ipykernel with its connection file.
+
+What each notebook still gets, as with a cold kernel: a kernel nobody used before (every
+kernel is forked from the zygote, which never runs notebook code, not from a previous
+kernel: a learner's globals, patched modules and threads die with their own kernel); the
+sandbox's file system, network, PID namespace and user; the same limits. Killing the sandbox
+ends the kernel too: when a PID namespace's first process dies, Linux kills every process in it.
+
+The zygote itself holds nothing secret (it never sees the class secret or a submission: only
+the paths of a run folder and a log), runs in a session of its own, and exits when the grader
+closes its stdin or dies.
+
+Protocol: one JSON object per line on stdin, one JSON answer per line on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Zygote", "PRELOAD", "provisioner_class", "zygote", "placeholder_argv"]
+
+# What every grading kernel imports (ipykernel, and what the course's notebooks and judge use),
+# imported once in the zygote. Host-only modules (nbformat, nbclient, the grader) stay out.
+PRELOAD = (
+    "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "matplotlib", "matplotlib.figure",
+    "matplotlib.font_manager", "matplotlib.backends.backend_agg", "matplotlib_inline.backend_inline",
+    "asynclab", "asynclab.timeline", "asynclab.plotting", "asynclab.vtime", "asynclab.fakes",
+    "asynclab.checking", "asynclab.checks", "asynclab.grading.guard", "asynclab.grading.kernel",
+)
+NAMESPACES = ("user", "ipc", "uts", "net", "cgroup", "pid", "mnt")  # user first, mount last
+PR_SET_NO_NEW_PRIVS = 38
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _preload() -> None:
+    for name in PRELOAD:
+        importlib.import_module(name)
+    import asynclab.checks as checks
+
+    for module in sorted(Path(checks.__file__).parent.glob("nb[0-9][0-9]_*.py")):
+        importlib.import_module(f"asynclab.checks.{module.stem}")
+    from matplotlib import font_manager
+
+    font_manager.fontManager  # noqa: B018 - the font list, read once here
+
+
+# -- in the zygote's children ----------------------------------------------------------------
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _enter(target_pid: int, libc: Any) -> None:
+    """Join every namespace of process ``target_pid`` that this process is not already in."""
+    fds = []
+    for ns in NAMESPACES:
+        path = f"/proc/{target_pid}/ns/{ns}"
+        try:
+            if os.readlink(path) == os.readlink(f"/proc/self/ns/{ns}"):
+                continue
+            fds.append((ns, os.open(path, os.O_RDONLY)))
+        except FileNotFoundError:  # a kernel without cgroup namespaces
+            continue
+    for ns, fd in fds:  # opened first: once in the PID or mount namespace, /proc differs
+        if libc.setns(fd, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot enter the sandbox's {ns} namespace")
+        os.close(fd)
+
+
+def _drop_capabilities(libc: Any) -> None:
+    """Give up every capability (those a joined user namespace grants its creator's user)."""
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(_LINUX_CAPABILITY_VERSION_3, 0), (Data * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "cannot drop capabilities")
+
+
+def _become_kernel(request: dict[str, Any], libc: Any) -> None:
+    """In the sandbox now: drop everything the kernel must not have, then run ipykernel."""
+    from asynclab.grading import kernel
+
+    os.setsid()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    os.chdir(request["cwd"])
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
+    limits = request["limits"]
+    kernel.apply_limits(limits.get("memory_mb"), limits.get("file_mb", kernel.DEFAULT_FILE_MB),
+                        limits.get("max_processes"), limits.get("cpu_s"))
+    connection_file = request["connection_file"]
+    if request.get("run_as") is not None:  # a root grader: the sandbox's own user
+        connection_file = kernel.become(request["run_as"], connection_file, "/tmp/home/kernel.json")
+    else:  # an unprivileged grader: the capabilities the joined user namespace gave
+        _drop_capabilities(libc)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = [sys.argv[0], "-f", connection_file, *request["kernel_args"]]
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()
+
+
+def _spawn(request: dict[str, Any]) -> int:
+    """Fork a kernel into the sandbox of ``request["target_pid"]``; returns its PID (host's)."""
+    report_r, report_w = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(report_w)
+        with os.fdopen(report_r, "rb") as report:
+            answer = report.read()
+        if not answer.startswith(b"pid "):
+            raise RuntimeError(answer.decode(errors="replace") or "the kernel's parent died")
+        return int(answer.split()[1])
+    # The intermediate process: outside the sandbox's PID namespace, it waits for the kernel.
+    try:
+        os.close(report_r)
+        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, report_w)
+        os.closerange(report_w + 1, 1 << 16)
+        libc = _libc()
+        _enter(int(request["target_pid"]), libc)
+        kernel_pid = os.fork()
+        if kernel_pid == 0:
+            try:
+                os.close(report_w)
+                _become_kernel(request, libc)
+            except BaseException as exc:  # noqa: BLE001 - said in the kernel's log
+                print(f"asynclab.grading.zygote: the kernel could not start: {exc!r}",
+                      file=sys.stderr, flush=True)
+                os._exit(1)
+            os._exit(0)
+        os.write(report_w, f"pid {kernel_pid}".encode())
+        os.close(report_w)
+        _, status = os.waitpid(kernel_pid, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    except BaseException as exc:  # noqa: BLE001
+        with open(report_w, "wb", closefd=True) as report:
+            report.write(f"{type(exc).__name__}: {exc}".encode())
+        os._exit(1)
+
+
+def serve() -> None:
+    """The zygote's loop: preload, then one kernel per request line, until stdin closes."""
+    # It ends when the grader closes its stdin, or dies (no PR_SET_PDEATHSIG: that follows the
+    # thread that started it, and a grader starts it from any of its threads).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # As the kernel launcher does: the folder it was started in is not an import location.
+    if sys.path and sys.path[0] in ("", ".", os.getcwd()):
+        del sys.path[0]
+    _preload()
+    out = sys.stdout
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        while True:  # reap the intermediate processes of kernels that have ended
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        try:
+            answer = {"pid": _spawn(json.loads(line))}
+        except Exception as exc:  # noqa: BLE001 - the grader says it, and falls back
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+
+
+# -- in the grader ---------------------------------------------------------------------------
+class Zygote:
+    """The grader's handle on one zygote process; thread-safe; started on first use."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "asynclab.grading.zygote"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=self._env, cwd="/",
+                                start_new_session=True, text=True)
+        ready = proc.stdout.readline() if proc.stdout else ""
+        if not ready.startswith('{"ready"'):
+            proc.kill()
+            proc.wait()
+            raise RuntimeError("the zygote did not start")
+        return proc
+
+    def spawn(self, request: dict[str, Any]) -> int:
+        """A kernel in the sandbox of ``request["target_pid"]``; returns its PID."""
+        with self._lock:
+            try:
+                if self._proc is None or self._proc.poll() is not None:
+                    self._proc = self._start()
+                assert self._proc.stdin is not None and self._proc.stdout is not None
+                self._proc.stdin.write(json.dumps(request) + "\n")
+                self._proc.stdin.flush()
+                answer = json.loads(self._proc.stdout.readline() or '{"error": "the zygote died"}')
+            except (OSError, ValueError, RuntimeError) as exc:  # the next call starts a new one
+                with contextlib.suppress(Exception):
+                    if self._proc is not None:
+                        self._proc.kill()
+                self._proc = None
+                raise RuntimeError(f"warm kernels: {type(exc).__name__}: {exc}") from None
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return int(answer["pid"])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                with contextlib.suppress(Exception):
+                    self._proc.kill()
+                    self._proc.wait(timeout=5)
+                self._proc = None
+
+
+_ZYGOTES: dict[int, Zygote] = {}
+_ZYGOTES_LOCK = threading.Lock()
+
+
+def zygote() -> Zygote:
+    """This grader process's zygote (one per process: a fork copies none of it)."""
+    with _ZYGOTES_LOCK:
+        found = _ZYGOTES.get(os.getpid())
+        if found is None:
+            from asynclab.grading import sandbox
+
+            env = {**sandbox.kernel_env()}
+            cache = sandbox.matplotlib_cache_dir()
+            if cache is not None:
+                env["MPLCONFIGDIR"] = str(cache)
+            found = _ZYGOTES[os.getpid()] = Zygote(env)
+        return found
+
+
+def close() -> None:
+    """Stop this process's zygote, if it has one (kernels it made live on, in their sandboxes)."""
+    with _ZYGOTES_LOCK:
+        found = _ZYGOTES.pop(os.getpid(), None)
+    if found is not None:
+        found.close()
+
+
+def placeholder_argv() -> list[str]:
+    """What the sandbox runs until a kernel joins it: nothing at all, for ever."""
+    import shutil
+
+    return [shutil.which("sleep") or "/bin/sleep", "infinity"]
+
+
+@functools.lru_cache(maxsize=1)
+def provisioner_class() -> type:
+    from jupyter_client.provisioning import LocalProvisioner
+
+    class WarmProvisioner(LocalProvisioner):  # type: ignore[misc, valid-type]
+        """Starts the sandbox (its argv ends with ``placeholder_argv()``), then has the zygote
+        fork a kernel into it. The kernel counts as alive while both are; ``kernel_pid`` is the
+        kernel's own process (not a descendant of ``pid``, the sandbox's)."""
+
+        request: dict[str, Any] = {}
+        kernel_pid: int | None = None
+        _kernel: Any = None
+
+        async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+            import asyncio
+
+            import psutil
+
+            info = await super().launch_kernel(cmd, **kwargs)
+            target = await _placeholder_pid(self.pid)
+            request = {**self.request, "target_pid": target,
+                       "connection_file": self.parent.connection_file}
+            self.kernel_pid = await asyncio.to_thread(zygote().spawn, request)
+            self._kernel = psutil.Process(self.kernel_pid)
+            return info
+
+        async def poll(self) -> int | None:
+            ret = await super().poll()
+            if ret is None and self._kernel is not None and not _alive(self._kernel):
+                with contextlib.suppress(Exception):
+                    self.process.kill()  # the sandbox has nothing left to hold
+                return -signal.SIGKILL
+            return ret
+
+    return WarmProvisioner
+
+
+def _alive(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+async def _placeholder_pid(sandbox_pid: int, timeout: float = 30.0) -> int:
+    """The PID (host's) of the sandbox's placeholder, once bubblewrap has started it."""
+    import asyncio
+    import time
+
+    import psutil
+
+    name = Path(placeholder_argv()[0]).name
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process(sandbox_pid).children(recursive=True):
+                if proc.name() == name:
+                    return proc.pid
+        await asyncio.sleep(0.002)
+    raise RuntimeError("the sandbox did not start its placeholder")
+
+
+if __name__ == "__main__":
+    serve()
