@@ -34,13 +34,12 @@ from asynclab.cli import main
 from asynclab.grading import cluster, sandbox
 from asynclab.grading.command import CannotGrade, GradeSettings
 from asynclab.grading.judge import load_course_notebook
-from grader_cases import CASES, ROOT, STEM, solved, write
+from grader_cases import CASES, ROOT, STEM, grading_processes, solved, write
 
 # Sandboxed where a sandbox can be made (tests/test_sandbox.py says loudly when not).
 SANDBOX = [] if sandbox.unavailable() is None else ["--no-sandbox"]
 LIMITS = ["--timeout-cell", "10", "--timeout-notebook", "40", "--memory-mb", "768", *SANDBOX]
 DASK = str(Path(sys.executable).with_name("dask"))
-KERNEL = "asynclab.grading.kernel"
 
 
 def build_class(folder: Path) -> None:
@@ -59,10 +58,7 @@ def read_rows(out: Path) -> dict[str, dict]:
 
 def kernels_of(pid: int) -> list[psutil.Process]:
     """The grading kernels running under a process (a worker judging a notebook)."""
-    with contextlib.suppress(psutil.Error):
-        return [p for p in psutil.Process(pid).children(recursive=True)
-                if KERNEL in " ".join(p.cmdline())]
-    return []
+    return grading_processes(pid, kernels_only=True)
 
 
 def kill_tree(pid: int) -> None:

@@ -25,6 +25,7 @@ import pytest
 from asynclab.cli import main
 from asynclab.grading import sandbox
 from grader_cases import (CASES, ROOT, SEQUENTIAL, STEM, TWO_ANSWERS, first_answer_kills_kernel,
+                          grading_processes,
                           renamed_function, second_answer_deleted, solved, with_answer, write)
 
 # In the sandbox where one can be made (tests/test_sandbox.py says loudly when not): what these
@@ -225,10 +226,7 @@ def test_feedback_pages_are_self_contained_and_escaped(graded):
 
 
 def test_no_kernel_outlives_the_run(graded):
-    me = psutil.Process()
-    leftovers = [p for p in me.children(recursive=True)
-                 if "asynclab.grading.kernel" in " ".join(p.cmdline())]
-    assert leftovers == []
+    assert grading_processes() == []  # no kernel, cold or warm, and no zygote
 
 
 def test_a_second_run_skips_what_is_graded(graded):

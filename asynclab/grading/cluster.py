@@ -238,6 +238,9 @@ def judge_on_worker(task: dict[str, Any]) -> dict[str, Any]:
                 f"grader (course digest {course.digest}, the grader's {task['course_digest']}; "
                 f"its course folder: {root}): install the grader's course on every worker")}
         settings = replace(pickle.loads(task["settings"]), root=root, scheduler=None)
+        # Workers start their kernels cold for now: warm kernels (grading.zygote) are proven on
+        # the local grader; on a worker, a zygote would live as long as the worker process.
+        settings = replace(settings, limits=replace(settings.limits, warm_kernels=False))
         with tempfile.TemporaryDirectory(prefix="asynclab-submission-") as folder:
             path = Path(folder) / Path(task["name"]).name
             path.write_bytes(task["data"])

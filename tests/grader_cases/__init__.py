@@ -8,12 +8,41 @@ course when its notebooks change.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Callable
 
 import nbformat
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+COLD_KERNEL, ZYGOTE = "asynclab.grading.kernel", "asynclab.grading.zygote"
+
+
+def _own_pid_namespace(proc: psutil.Process) -> bool:
+    try:
+        return os.readlink(f"/proc/{proc.pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
+
+
+def grading_processes(pid: int | None = None, kernels_only: bool = False) -> list[psutil.Process]:
+    """The grading kernels under process ``pid`` (this one by default): cold ones (``python -m
+    asynclab.grading.kernel``) and warm ones (forked by the zygote into a sandbox's own PID
+    namespace); unless ``kernels_only``, the zygotes and their helpers too."""
+    found = []
+    try:
+        for proc in psutil.Process(pid).children(recursive=True):
+            try:
+                line = " ".join(proc.cmdline())
+            except psutil.Error:
+                continue
+            if COLD_KERNEL in line or (ZYGOTE in line and (not kernels_only
+                                                           or _own_pid_namespace(proc))):
+                found.append(proc)
+    except psutil.Error:
+        pass
+    return found
 STEM = "05_semaphore"
 TWO_ANSWERS = "10_real_io"  # the notebook with two exercises (RateLimiter, fetch_with_retries)
 
