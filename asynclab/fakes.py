@@ -20,7 +20,7 @@ from asynclab.checking import awaitable_name
 from asynclab.timeline import traced
 
 if TYPE_CHECKING:  # only in annotations: the check module imports this one
-    from asynclab.checks.nb10_real_io import RetryScenario
+    from asynclab.checks.nb10_retries import RetryScenario
 
 __all__ = ["Call", "FakeService", "ServiceError"]
 

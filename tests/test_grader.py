@@ -99,13 +99,13 @@ def test_gradebook_columns_are_student_exercises_total(graded):
         header = next(csv.reader(f))
     exercises = [e["id"] for e in graded["document"]["exercises"]]
     assert header == ["student", *exercises, "total"]
-    assert {"fetch_all_urls", "RateLimiter", "fetch_with_retries"} <= set(exercises)
+    assert {"fetch_all_urls", "lookup_all", "guarded_work"} <= set(exercises)
 
 
 def test_only_correct_work_earns_points(graded):
     rows = graded["rows"]
     assert rows["good"]["fetch_all_urls"] == "1"
-    assert rows["good"]["RateLimiter"] == rows["good"]["fetch_with_retries"] == "1"
+    assert rows["good"]["lookup_all"] == rows["good"]["guarded_work"] == "1"
     assert rows["good"]["total"] == "3"
     earned = {name for name, row in rows.items() if row["fetch_all_urls"] == "1"}
     assert earned == {"good", "huge_output"}  # a flood of output costs no points, only noise
@@ -139,15 +139,15 @@ def test_a_dying_kernel_costs_only_that_notebook(graded):
     assert "made the kernel die" in messages(graded, "kernel_dies")
     row = graded["rows"]["kernel_dies"]
     assert row["fetch_all_urls"] == "0"
-    assert row["RateLimiter"] == row["fetch_with_retries"] == "1"
+    assert row["lookup_all"] == row["guarded_work"] == "1"
 
 
 def test_the_other_exercise_of_a_notebook_is_judged_after_a_crash(graded):
     row = graded["rows"]["retry10"]
-    assert row["RateLimiter"] == "0" and row["fetch_with_retries"] == "1"
+    assert row["lookup_all"] == "0" and row["guarded_work"] == "1"
     notebook = graded["learners"]["retry10"]["notebooks"][TWO_ANSWERS]
     assert notebook["attempts"] == 2
-    assert any("run again in a fresh kernel without answer cell 1 (RateLimiter)" in n
+    assert any("run again in a fresh kernel without answer cell 1 (lookup_all)" in n
                for n in notebook["notes"])
 
 
@@ -170,9 +170,9 @@ def test_a_deleted_answer_cell_is_named(graded):
 
 def test_the_other_answers_are_judged_when_one_is_deleted(graded):
     row = graded["rows"]["half_done"]
-    assert row["RateLimiter"] == "1" and row["fetch_with_retries"] == "0"
-    assert "answer cell 2 (fetch_with_retries) is missing" in messages(
-        graded, "half_done", "fetch_with_retries", TWO_ANSWERS)
+    assert row["lookup_all"] == "1" and row["guarded_work"] == "0"
+    assert "answer cell 2 (guarded_work) is missing" in messages(
+        graded, "half_done", "guarded_work", TWO_ANSWERS)
 
 
 def test_a_renamed_function_is_not_defined(graded):
