@@ -15,8 +15,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 STEM = "05_semaphore"
-TWO_ANSWERS = "08_pitfalls"  # a notebook with two exercises (lookup_all, guarded_work)
-HTTP_STEMS = ("10_http_and_rate_limits", "10_retries")  # RateLimiter; fetch_with_retries
+TWO_ANSWERS = "09_pitfalls"  # a notebook with two exercises (lookup_all, guarded_work)
+HTTP_STEMS = ("12_http_and_rate_limits", "13_retries")  # RateLimiter; fetch_with_retries
 
 
 def notebook(folder: str, stem: str = STEM):
