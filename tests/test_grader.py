@@ -24,8 +24,9 @@ import pytest
 
 from asynclab.cli import main
 from asynclab.grading import sandbox
-from grader_cases import (CASES, ROOT, SEQUENTIAL, STEM, TWO_ANSWERS, first_answer_kills_kernel,
-                          renamed_function, second_answer_deleted, solved, with_answer, write)
+from grader_cases import (CASES, HTTP_STEMS, ROOT, SEQUENTIAL, STEM, TWO_ANSWERS,
+                          first_answer_kills_kernel, renamed_function, second_answer_deleted, solved,
+                          with_answer, write)
 
 # In the sandbox where one can be made (tests/test_sandbox.py says loudly when not): what these
 # tests judge (limits, resume, signals, feedback) must hold there.
@@ -43,7 +44,8 @@ def build_class(folder: Path) -> None:
                  "forged_outputs", "monkeypatch", "zero_cells", "memory_hog", "memory_creep"):
         write(CASES[name](), folder / name / f"{STEM}.ipynb")
     # Their other work must still be graded.
-    write(solved(TWO_ANSWERS), folder / "good" / f"{TWO_ANSWERS}.ipynb")
+    for stem in HTTP_STEMS:
+        write(solved(stem), folder / "good" / f"{stem}.ipynb")
     write(solved(TWO_ANSWERS), folder / "kernel_dies" / f"{TWO_ANSWERS}.ipynb")
     (folder / "good" / "notes.txt").write_text("my notes")
     (folder / "good" / f"{STEM}-Copy1.ipynb").write_text("{}")
@@ -99,13 +101,13 @@ def test_gradebook_columns_are_student_exercises_total(graded):
         header = next(csv.reader(f))
     exercises = [e["id"] for e in graded["document"]["exercises"]]
     assert header == ["student", *exercises, "total"]
-    assert {"fetch_all_urls", "lookup_all", "guarded_work"} <= set(exercises)
+    assert {"fetch_all_urls", "RateLimiter", "fetch_with_retries"} <= set(exercises)
 
 
 def test_only_correct_work_earns_points(graded):
     rows = graded["rows"]
     assert rows["good"]["fetch_all_urls"] == "1"
-    assert rows["good"]["lookup_all"] == rows["good"]["guarded_work"] == "1"
+    assert rows["good"]["RateLimiter"] == rows["good"]["fetch_with_retries"] == "1"
     assert rows["good"]["total"] == "3"
     earned = {name for name, row in rows.items() if row["fetch_all_urls"] == "1"}
     assert earned == {"good", "huge_output"}  # a flood of output costs no points, only noise
