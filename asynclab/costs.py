@@ -1,4 +1,4 @@
-"""Measure what threads, coroutines and tasks cost, on this machine (lesson 13).
+"""Measure what threads, coroutines and tasks cost, on this machine (lesson 17).
 
 Small, honest measuring tools:
 

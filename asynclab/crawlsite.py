@@ -1,4 +1,4 @@
-"""A small web site to crawl, for lesson 19: the same site on virtual time and over HTTP.
+"""A small web site to crawl, for lesson 20: the same site on virtual time and over HTTP.
 
 ``make_site(seed)`` builds a deterministic site: pages spread over a few hosts
 (``www.site.test``, ``docs.site.test`` ...), each with a title and links, a

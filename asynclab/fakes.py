@@ -20,7 +20,7 @@ from asynclab.checking import awaitable_name
 from asynclab.timeline import traced
 
 if TYPE_CHECKING:  # only in annotations: the check module imports this one
-    from asynclab.checks.nb10_real_io import RetryScenario
+    from asynclab.checks.nb13_retries import RetryScenario
 
 __all__ = ["Call", "FakeService", "ServiceError"]
 
@@ -422,7 +422,7 @@ class Releases:
         self.log.append((key, asyncio.get_running_loop().time()))
 
 
-# -- exercise 08: a legacy directory and a job ------------------------------------------
+# -- exercise 09: a legacy directory and a job ------------------------------------------
 
 # Real seconds a lookup waits for the others. A correct solution never waits it out (all
 # lookups meet at once); a sequential one waits it out once, then the barrier is broken
@@ -519,7 +519,7 @@ class Job:
         self.cleanups += 1
 
 
-# -- exercise 09: a production line -----------------------------------------------------
+# -- exercise 10: a production line -----------------------------------------------------
 
 @dataclass
 class Line:
@@ -558,7 +558,7 @@ def _kind(value: object) -> str:
     return "None" if value is None else f"a {type(value).__name__} object"
 
 
-# -- exercise 10: a scripted service and a recording limiter ----------------------------
+# -- exercise 13: a scripted service and a recording limiter ----------------------------
 
 class ScriptedService:
     """``fetch(key)`` answers as the scenario's script says, and records every attempt."""
@@ -611,7 +611,7 @@ class RecordingLimiter:
         pass
 
 
-# -- exercise 12: a clock and a selector ------------------------------------------------
+# -- exercise 16: a clock and a selector ------------------------------------------------
 
 MAX_CLOCK_READS = 1_000  # more reads of the clock in one iteration: a busy wait
 

@@ -1,4 +1,4 @@
-"""A small HTTP API for lesson 10, on 127.0.0.1, and the same API on virtual time.
+"""A small HTTP API for lessons 12 and 13, on 127.0.0.1, and the same API on virtual time.
 
 ``LabAPI`` is the behaviour of a rate-limited "enrichment" API and of three
 small profile services, independent of how requests reach it:

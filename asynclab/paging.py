@@ -1,4 +1,4 @@
-"""A fake paginated web API that records what a client did to it (lesson and exercise 16).
+"""A fake paginated web API that records what a client did to it (lesson and exercise 11).
 
 ``PagedAPI`` serves numbered pages of items through sessions, the way an HTTP
 client library does (``aiohttp.ClientSession`` is the model)::

@@ -1,7 +1,7 @@
 """A rate limiter for calls to a service: a few at once, and not too often.
 
-Lesson 17 tests it, and its exercise asks the learner to write the tests that
-tell this class apart from broken versions of it (``asynclab.checks.nb17_testing_async``).
+Lesson 18 tests it, and its exercise asks the learner to write the tests that
+tell this class apart from broken versions of it (``asynclab.checks.nb18_testing_async``).
 Real services state both kinds of limit ("at most 3 requests at a time, at most
 4 per second"); ``aiometer``'s ``max_at_once`` and ``max_per_second`` are the
 same two knobs.

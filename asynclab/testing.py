@@ -1,6 +1,6 @@
 """Run tests of async code from a notebook, on the course's virtual clock.
 
-Lesson 17 (testing async code) uses three things from here:
+Lesson 18 (testing async code) uses three things from here:
 
 * ``VirtualTimeTestCase``: ``unittest.IsolatedAsyncioTestCase`` whose event loop
   is the course's virtual one (``asynclab.vtime.new_virtual_loop``), so a test

@@ -1,4 +1,4 @@
-"""A tiny event loop for lesson 12: generators, a timer heap and a selector.
+"""A tiny event loop for lesson 16: generators, a timer heap and a selector.
 
 It is the loop the lesson builds by hand, with the same four steps as
 asyncio's ``BaseEventLoop._run_once``, split into one method each so that a

@@ -1,4 +1,4 @@
-"""Blocking and CPU-bound work for lesson 11, in a module that worker processes can import.
+"""Blocking and CPU-bound work for lesson 14, in a module that worker processes can import.
 
 A ``ProcessPoolExecutor`` sends a function to its workers *by name*: pickle
 stores ``asynclab.workloads.count_primes``, not the code, and each worker

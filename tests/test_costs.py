@@ -1,4 +1,4 @@
-"""The measuring tools of lesson 13 measure what they say, and clean up after themselves."""
+"""The measuring tools of lesson 17 measure what they say, and clean up after themselves."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The crawl site of lesson 19: deterministic, tricky in the right ways, the same over HTTP."""
+"""The crawl site of lesson 20: deterministic, tricky in the right ways, the same over HTTP."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from asynclab.crawlsite import (ALWAYS, EXTERNAL_HOST, HANG_S, Page, Site, best_
                                 expected, extract_links, extract_title, host_of, make_site,
                                 normalise, site_routes)
 from asynclab.labserver import LabServer
-from checks.test_nb19_capstone_crawler import REFERENCE
+from checks.test_nb20_capstone_crawler import REFERENCE
 from conftest import define
 
 
@@ -135,13 +135,13 @@ def test_the_same_crawler_crawls_the_site_over_real_http_on_127_0_0_1():
 
 
 def test_the_script_stops_cleanly_on_ctrl_c():
-    """notebooks/scripts/19_crawler.py sends itself SIGINT mid-crawl: it reports and exits 0."""
+    """notebooks/scripts/20_crawler.py sends itself SIGINT mid-crawl: it reports and exits 0."""
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    script = ROOT / "notebooks" / "scripts" / "19_crawler.py"
+    script = ROOT / "notebooks" / "scripts" / "20_crawler.py"
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=120, cwd=script.parent)
     assert done.returncode == 0, done.stderr

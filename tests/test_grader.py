@@ -24,9 +24,9 @@ import pytest
 
 from asynclab.cli import main
 from asynclab.grading import sandbox
-from grader_cases import (CASES, ROOT, SEQUENTIAL, STEM, TWO_ANSWERS, first_answer_kills_kernel,
-                          grading_processes,
-                          renamed_function, second_answer_deleted, solved, with_answer, write)
+from grader_cases import (CASES, HTTP_STEMS, ROOT, SEQUENTIAL, STEM, TWO_ANSWERS,
+                          first_answer_kills_kernel, grading_processes, renamed_function,
+                          second_answer_deleted, solved, with_answer, write)
 
 # In the sandbox where one can be made (tests/test_sandbox.py says loudly when not): what these
 # tests judge (limits, resume, signals, feedback) must hold there.
@@ -44,7 +44,8 @@ def build_class(folder: Path) -> None:
                  "forged_outputs", "monkeypatch", "zero_cells", "memory_hog", "memory_creep"):
         write(CASES[name](), folder / name / f"{STEM}.ipynb")
     # Their other work must still be graded.
-    write(solved(TWO_ANSWERS), folder / "good" / f"{TWO_ANSWERS}.ipynb")
+    for stem in HTTP_STEMS:
+        write(solved(stem), folder / "good" / f"{stem}.ipynb")
     write(solved(TWO_ANSWERS), folder / "kernel_dies" / f"{TWO_ANSWERS}.ipynb")
     (folder / "good" / "notes.txt").write_text("my notes")
     (folder / "good" / f"{STEM}-Copy1.ipynb").write_text("{}")
@@ -140,15 +141,15 @@ def test_a_dying_kernel_costs_only_that_notebook(graded):
     assert "made the kernel die" in messages(graded, "kernel_dies")
     row = graded["rows"]["kernel_dies"]
     assert row["fetch_all_urls"] == "0"
-    assert row["RateLimiter"] == row["fetch_with_retries"] == "1"
+    assert row["lookup_all"] == row["guarded_work"] == "1"
 
 
 def test_the_other_exercise_of_a_notebook_is_judged_after_a_crash(graded):
     row = graded["rows"]["retry10"]
-    assert row["RateLimiter"] == "0" and row["fetch_with_retries"] == "1"
+    assert row["lookup_all"] == "0" and row["guarded_work"] == "1"
     notebook = graded["learners"]["retry10"]["notebooks"][TWO_ANSWERS]
     assert notebook["attempts"] == 2
-    assert any("run again in a fresh kernel without answer cell 1 (RateLimiter)" in n
+    assert any("run again in a fresh kernel without answer cell 1 (lookup_all)" in n
                for n in notebook["notes"])
 
 
@@ -171,9 +172,9 @@ def test_a_deleted_answer_cell_is_named(graded):
 
 def test_the_other_answers_are_judged_when_one_is_deleted(graded):
     row = graded["rows"]["half_done"]
-    assert row["RateLimiter"] == "1" and row["fetch_with_retries"] == "0"
-    assert "answer cell 2 (fetch_with_retries) is missing" in messages(
-        graded, "half_done", "fetch_with_retries", TWO_ANSWERS)
+    assert row["lookup_all"] == "1" and row["guarded_work"] == "0"
+    assert "answer cell 2 (guarded_work) is missing" in messages(
+        graded, "half_done", "guarded_work", TWO_ANSWERS)
 
 
 def test_a_renamed_function_is_not_defined(graded):

@@ -117,9 +117,9 @@ def test_answer_cells_are_matched_by_the_exercise_they_define(tmp_path):
     first.source, second.source = second.source, first.source  # swapped by the learner
     plan = assemble(course, learner, LIMITS, tmp_path)
     answers = [c for c in plan.cells if c.role == "answer"]
-    assert [c.exercises for c in answers] == [["RateLimiter"], ["fetch_with_retries"]]
-    assert "class RateLimiter" in answers[0].source
-    assert "def fetch_with_retries" in answers[1].source
+    assert [c.exercises for c in answers] == [["lookup_all"], ["guarded_work"]]
+    assert "def lookup_all" in answers[0].source
+    assert "def guarded_work" in answers[1].source
 
 
 def test_review_flags_catch_tools_for_fooling_a_judge():

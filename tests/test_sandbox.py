@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from asynclab.grading import sandbox
-from grader_cases import ROOT, STEM, TWO_ANSWERS, solved, write
+from grader_cases import HTTP_STEMS, ROOT, STEM, solved, write
 from grader_cases.hostile import (ESCAPE, FORK_BOMB, KILL_EVERYTHING, STEAL_PEER, STEAL_SOLUTIONS,
                                   TOKEN, connect_to, solved_plus, stub_plus)
 
@@ -207,7 +207,8 @@ def hostile_class(require_sandbox, tmp_path_factory):
     }
     for name, nb in learners.items():
         write(nb, submissions / name / f"{STEM}.ipynb")
-    write(solved(TWO_ANSWERS), submissions / "good" / f"{TWO_ANSWERS}.ipynb")  # real sockets
+    for stem in HTTP_STEMS:  # RateLimiter and fetch_with_retries: the HTTP lessons' exercises
+        write(solved(stem), submissions / "good" / f"{stem}.ipynb")
     for name in FORMULA_NAMES:
         write(solved(), submissions / name / f"{STEM}.ipynb")
     try:
@@ -271,7 +272,7 @@ def test_a_fork_bomb_marks_only_its_own_notebook(hostile_class):
     assert "was stopped" in words or "raised" in words, words
 
 
-def test_lesson_10s_real_sockets_work_inside(hostile_class):
+def test_the_http_lessons_exercises_work_inside(hostile_class):
     rows = hostile_class["rows"]
     assert rows["good"]["RateLimiter"] == "1" and rows["good"]["fetch_with_retries"] == "1"
 

@@ -1,4 +1,4 @@
-"""The teaching loop of lesson 12 does what asyncio's _run_once does, one step at a time."""
+"""The teaching loop of lesson 16 does what asyncio's _run_once does, one step at a time."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """A learner in JupyterLab: the index opens without dialogs and leads to lesson 01, which runs
 whole, and whose quiz answers.
 
-One JupyterLab serves this module (see conftest.py); lessons 05 and 09 run in
-test_lessons_05_09.py, in parallel under pytest-xdist.
+One JupyterLab serves this module (see conftest.py); lessons 05 and 10 run in
+test_lessons_05_10.py, in parallel under pytest-xdist.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def grading_processes(pid: int | None = None, kernels_only: bool = False) -> lis
         pass
     return found
 STEM = "05_semaphore"
-TWO_ANSWERS = "10_real_io"  # the notebook with two exercises (RateLimiter, fetch_with_retries)
+TWO_ANSWERS = "09_pitfalls"  # a notebook with two exercises (lookup_all, guarded_work)
+HTTP_STEMS = ("12_http_and_rate_limits", "13_retries")  # RateLimiter; fetch_with_retries
 
 
 def notebook(folder: str, stem: str = STEM):
@@ -167,7 +168,7 @@ def renamed_function():
 
 
 def second_answer_deleted():
-    """Notebook 10 without its second answer cell: the first exercise is still judged."""
+    """The two-exercise notebook without its second answer cell: the first one is still judged."""
     nb = solved(TWO_ANSWERS)
     second = answer_cells(nb)[1]
     nb.cells = [c for c in nb.cells if c is not second]
@@ -175,7 +176,7 @@ def second_answer_deleted():
 
 
 def first_answer_kills_kernel():
-    """Notebook 10: RateLimiter's answer cell ends the kernel; fetch_with_retries is correct."""
+    """The two-exercise notebook: lookup_all's answer cell ends the kernel; guarded_work is correct."""
     return with_answer("import os\nos._exit(1)", stem=TWO_ANSWERS, index=0)
 
 
