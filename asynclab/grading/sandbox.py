@@ -18,7 +18,7 @@ and so it gets, one sandbox per kernel:
   ``solutions/``, not the home folder, not ``/etc`` beyond what the dynamic linker and fonts
   need;
 * **its own network namespace**, with loopback only: a server the notebook starts on
-  127.0.0.1 works (lesson 10), the host's 127.0.0.1 and the outside world are unreachable.
+  127.0.0.1 works (lessons 12 and 13), the host's 127.0.0.1 and the outside world are unreachable.
   The kernel talks to the grader over jupyter_client's ``ipc`` transport: Unix sockets in the
   ``run`` folder, the one thing that must cross;
 * **its own user**, with no capabilities: as root, the grader gives each sandbox a user id of
