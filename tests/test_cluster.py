@@ -34,7 +34,7 @@ from asynclab.cli import main
 from asynclab.grading import cluster, sandbox
 from asynclab.grading.command import CannotGrade, GradeSettings
 from asynclab.grading.judge import load_course_notebook
-from grader_cases import CASES, ROOT, STEM, grading_processes, solved, write
+from grader_cases import CASES, ROOT, STEM, grading_processes, solved, with_answer, write
 
 # Sandboxed where a sandbox can be made (tests/test_sandbox.py says loudly when not).
 SANDBOX = [] if sandbox.unavailable() is None else ["--no-sandbox"]
@@ -216,7 +216,9 @@ def test_a_notebook_that_kills_every_worker_is_marked_not_graded(cluster_up, tmp
     """Both workers die while judging it (allowed-failures = 1): KilledWorker, an error
     verdict, the run ends normally; the next run grades it again."""
     submissions = tmp_path / "submissions"
-    write(solved(), submissions / "ann" / f"{STEM}.ipynb")
+    # Judging it takes seconds (the answer waits 5 s), so that the watcher below, however
+    # loaded the machine, sees each worker judging it: a fast judge could end unseen.
+    write(with_answer("import asyncio\nawait asyncio.sleep(5)\n"), submissions / "ann" / f"{STEM}.ipynb")
     grader = subprocess.Popen(grade_command(submissions, tmp_path / "out", cluster_up.address,
                                             "--quiet"),
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)

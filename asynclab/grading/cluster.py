@@ -238,8 +238,8 @@ def judge_on_worker(task: dict[str, Any]) -> dict[str, Any]:
                 f"grader (course digest {course.digest}, the grader's {task['course_digest']}; "
                 f"its course folder: {root}): install the grader's course on every worker")}
         settings = replace(pickle.loads(task["settings"]), root=root, scheduler=None)
-        # Workers start their kernels cold for now: warm kernels (grading.zygote) are proven on
-        # the local grader; on a worker, a zygote would live as long as the worker process.
+        # Workers start their kernels cold for now: warm kernels (grading.zygote) are tested on
+        # the local grader only (a zygote per worker process would serve all its threads).
         settings = replace(settings, limits=replace(settings.limits, warm_kernels=False))
         with tempfile.TemporaryDirectory(prefix="asynclab-submission-") as folder:
             path = Path(folder) / Path(task["name"]).name
