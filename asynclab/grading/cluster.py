@@ -238,9 +238,6 @@ def judge_on_worker(task: dict[str, Any]) -> dict[str, Any]:
                 f"grader (course digest {course.digest}, the grader's {task['course_digest']}; "
                 f"its course folder: {root}): install the grader's course on every worker")}
         settings = replace(pickle.loads(task["settings"]), root=root, scheduler=None)
-        # Workers start their kernels cold for now: warm kernels (grading.zygote) are tested on
-        # the local grader only (a zygote per worker process would serve all its threads).
-        settings = replace(settings, limits=replace(settings.limits, warm_kernels=False))
         with tempfile.TemporaryDirectory(prefix="asynclab-submission-") as folder:
             path = Path(folder) / Path(task["name"]).name
             path.write_bytes(task["data"])
