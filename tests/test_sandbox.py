@@ -364,9 +364,13 @@ def test_warm_and_cold_kernels_give_byte_identical_gradebooks(require_sandbox, t
     write(solved_plus("import os\nos._exit(3)\n"), submissions / "crasher" / f"{STEM}.ipynb")
     warm = grade(submissions, tmp_path / "warm")
     cold = grade(submissions, tmp_path / "cold", "--cold-kernels")
-    assert warm.returncode == cold.returncode == 0, (warm.stderr, cold.stderr)
+    unsandboxed = grade(submissions, tmp_path / "unsandboxed", "--no-sandbox")  # warm, no sandbox
+    assert warm.returncode == cold.returncode == unsandboxed.returncode == 0, \
+        (warm.stderr, cold.stderr, unsandboxed.stderr)
     warm_csv, rows, warm_book = read_gradebook(tmp_path / "warm")
     cold_csv, _, cold_book = read_gradebook(tmp_path / "cold")
+    unsandboxed_csv, _, unsandboxed_book = read_gradebook(tmp_path / "unsandboxed")
     assert (warm_book["warm_kernels"], cold_book["warm_kernels"]) == (True, False)
+    assert (unsandboxed_book["sandbox"], unsandboxed_book["warm_kernels"]) == (False, True)
     assert [points(rows, s) for s in ("good", "sequential", "crasher")] == ["1", "0", "0"]
-    assert warm_csv == cold_csv
+    assert warm_csv == cold_csv == unsandboxed_csv

@@ -431,10 +431,10 @@ async def grade(settings: GradeSettings) -> GradeRun:
     """Grade the class; stops cleanly on SIGINT/SIGTERM and says so in ``interrupted``."""
     started = time.monotonic()
     limits = settings.limits
-    if limits.sandbox and limits.warm_kernels and not settings.scheduler:
+    if limits.warm_kernels and not settings.scheduler:
         from asynclab.grading import zygote
 
-        zygote.zygote().warm_up()  # its imports overlap the reading of the class
+        zygote.zygote(limits.sandbox).warm_up()  # its imports overlap the reading of the class
     if settings.secret is None:
         settings = dataclasses.replace(settings, secret=class_secret(settings.out))
     courses = load_courses(settings.root)

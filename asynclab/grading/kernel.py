@@ -31,6 +31,17 @@ import signal
 import sys
 
 DEFAULT_FILE_MB = 256
+# What every grading kernel's environment sets, sandboxed or not: one thread per numeric
+# library, no bytecode written, no debugger warning.
+KERNEL_SETTINGS = {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "OPENBLAS_NUM_THREADS": "1",
+                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def host_kernel_env() -> dict[str, str]:
+    """The environment of an unsandboxed grading kernel: the grader's, with KERNEL_SETTINGS."""
+    env = {**os.environ, **KERNEL_SETTINGS}
+    env.pop("JUPYTER_PLATFORM_DIRS", None)
+    return env
 
 
 def apply_limits(memory_mb: int | None, file_mb: int | None, max_processes: int | None = None,

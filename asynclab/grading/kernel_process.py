@@ -56,7 +56,7 @@ class Limits:
     sandbox: bool = False  # each kernel in a bubblewrap sandbox (asynclab.grading.sandbox)
     max_processes: int = 512  # processes and threads of one sandboxed kernel (RLIMIT_NPROC)
     folder_cap_mb: int = 64  # what a sandboxed kernel may write into the host folders it shares
-    warm_kernels: bool = True  # sandboxed kernels forked from a warm zygote (grading.zygote)
+    warm_kernels: bool = True  # kernels forked from a warm zygote (grading.zygote)
 
 
 @dataclass
@@ -151,9 +151,15 @@ def _kernel_argv(limits: Limits, sandbox: list[str] | None = None,
     return [*argv, "-f", "{connection_file}", *IPYKERNEL_ARGS]
 
 
-def _warm_request(limits: Limits, run_as: int | None, log: Path) -> dict[str, Any]:
+def _warm_request(limits: Limits, run_as: int | None, log: Path,
+                  workdir: Path | None = None) -> dict[str, Any]:
     """What the zygote needs to make this notebook's kernel (``grading.zygote``): the same
-    limits, user, environment and ipykernel options as ``_kernel_argv`` gives a cold one."""
+    limits, user, environment, folder and ipykernel options as ``_kernel_argv`` gives a cold
+    one; unsandboxed (``workdir`` given), the grader's environment and the memory limit only."""
+    if workdir is not None:
+        return {"limits": {"memory_mb": limits.memory_mb}, "run_as": None,
+                "cwd": str(workdir / "work"), "env": _kernel_env(),
+                "kernel_args": list(IPYKERNEL_ARGS), "log": str(log)}
     from asynclab.grading import sandbox
 
     return {"limits": {"memory_mb": limits.memory_mb, "max_processes": limits.max_processes,
@@ -162,16 +168,10 @@ def _warm_request(limits: Limits, run_as: int | None, log: Path) -> dict[str, An
             "kernel_args": list(IPYKERNEL_ARGS), "log": str(log)}
 
 
-# What every grading kernel's environment sets, sandboxed or not: one thread per numeric
-# library, no bytecode written, no debugger warning.
-KERNEL_SETTINGS = {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "OPENBLAS_NUM_THREADS": "1",
-                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-
-
 def _kernel_env() -> dict[str, str]:
-    env = {**os.environ, **KERNEL_SETTINGS}
-    env.pop("JUPYTER_PLATFORM_DIRS", None)
-    return env
+    from asynclab.grading.kernel import host_kernel_env
+
+    return host_kernel_env()
 
 
 def _content_size(content: dict) -> int:
@@ -300,14 +300,23 @@ class KernelRun:
                 argv = _kernel_argv(limits, sandbox.bwrap_argv(spec), self.uid)
             self.client, self.km, self.nb = _make_client(cells, limits, argv, ipc_dir=run_dir)
             if limits.warm_kernels:
-                self.km.kernel_id = str(uuid.uuid4())
-                provisioner = zygote.provisioner_class()(
-                    kernel_id=self.km.kernel_id, kernel_spec=self.km.kernel_spec, parent=self.km)
-                provisioner.request = _warm_request(limits, self.uid, workdir / "kernel.log")
-                self.km.provisioner = provisioner
+                self._use_warm_kernel(_warm_request(limits, self.uid, workdir / "kernel.log"))
         else:
             (workdir / "work").mkdir(exist_ok=True)
             self.client, self.km, self.nb = _make_client(cells, limits, _kernel_argv(limits))
+            if limits.warm_kernels:
+                self._use_warm_kernel(_warm_request(limits, None, workdir / "kernel.log", workdir))
+
+    def _use_warm_kernel(self, request: dict[str, Any]) -> None:
+        """Have the zygote make this kernel (``asynclab.grading.zygote``), instead of a new
+        Python started from the kernel spec's command line."""
+        from asynclab.grading import zygote
+
+        self.km.kernel_id = str(uuid.uuid4())
+        provisioner = zygote.provisioner_class(self.limits.sandbox)(
+            kernel_id=self.km.kernel_id, kernel_spec=self.km.kernel_spec, parent=self.km)
+        provisioner.request = request
+        self.km.provisioner = provisioner
 
     async def start(self) -> None:
         self._log = open(self.workdir / "kernel.log", "ab")  # noqa: SIM115 - closed in stop()

@@ -116,7 +116,7 @@ def write_json(path: Path, run, settings) -> None:
         # Whether learner code ran in the bubblewrap sandbox (asynclab.grading.sandbox), or
         # with the grader's own rights (--no-sandbox).
         "sandbox": limits.sandbox,
-        "warm_kernels": limits.sandbox and limits.warm_kernels,
+        "warm_kernels": limits.warm_kernels,
         "exercises": [{"id": name, "notebook": stem} for name, stem in exercise_columns(run)],
         "stray_files": run.stray,
         "learners": [],

@@ -185,7 +185,7 @@ def bwrap_argv(spec: SandboxSpec) -> list[str]:
 
 def kernel_env() -> dict[str, str]:
     """The whole environment of a sandboxed kernel: nothing of the grader's (tokens, paths)."""
-    from asynclab.grading.kernel_process import KERNEL_SETTINGS
+    from asynclab.grading.kernel import KERNEL_SETTINGS
 
     bin_dir = str(Path(sys.executable).parent)
     return {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/home",

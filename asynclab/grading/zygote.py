@@ -47,6 +47,9 @@ __all__ = ["Zygote", "PRELOAD", "provisioner_class", "zygote", "placeholder_argv
 
 # What every grading kernel imports (ipykernel, and what the course's notebooks and judge use),
 # imported once in the zygote. Host-only modules (nbformat, nbclient, the grader) stay out.
+# What every grading kernel imports (ipykernel; the course package, whose judge draws with
+# matplotlib), imported once in the zygote before it says it is ready. Host-only modules
+# (nbformat, nbclient, the grader) stay out.
 PRELOAD = (
     "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "matplotlib", "matplotlib.figure",
     "matplotlib.font_manager", "matplotlib.backends.backend_agg", "matplotlib_inline.backend_inline",
@@ -58,16 +61,13 @@ PR_SET_NO_NEW_PRIVS = 38
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-def _preload() -> None:
-    for name in PRELOAD:
-        importlib.import_module(name)
+def _later_modules() -> list[str]:
+    """The check modules: each kernel needs one, so they are imported while no request waits
+    (a kernel forked before its module is in imports it itself)."""
     import asynclab.checks as checks
 
-    for module in sorted(Path(checks.__file__).parent.glob("nb[0-9][0-9]_*.py")):
-        importlib.import_module(f"asynclab.checks.{module.stem}")
-    from matplotlib import font_manager
-
-    font_manager.fontManager  # noqa: B018 - the font list, read once here
+    return [f"asynclab.checks.{m.stem}"
+            for m in sorted(Path(checks.__file__).parent.glob("nb[0-9][0-9]_*.py"))]
 
 
 # -- in the zygote's children ----------------------------------------------------------------
@@ -115,7 +115,8 @@ def _become_kernel(request: dict[str, Any], libc: Any) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     os.chdir(request["cwd"])
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    sandboxed = request.get("target_pid") is not None
+    if sandboxed and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
     limits = request["limits"]
     kernel.apply_limits(limits.get("memory_mb"), limits.get("file_mb", kernel.DEFAULT_FILE_MB),
@@ -123,7 +124,7 @@ def _become_kernel(request: dict[str, Any], libc: Any) -> None:
     connection_file = request["connection_file"]
     if request.get("run_as") is not None:  # a root grader: the sandbox's own user
         connection_file = kernel.become(request["run_as"], connection_file, "/tmp/home/kernel.json")
-    else:  # an unprivileged grader: the capabilities the joined user namespace gave
+    elif sandboxed:  # an unprivileged grader: the capabilities the joined user namespace gave
         _drop_capabilities(libc)
     os.environ.clear()
     os.environ.update(request["env"])
@@ -155,7 +156,8 @@ def _spawn(request: dict[str, Any]) -> int:
         os.closerange(3, report_w)
         os.closerange(report_w + 1, 1 << 16)
         libc = _libc()
-        _enter(int(request["target_pid"]), libc)
+        if request.get("target_pid") is not None:  # unsandboxed (--no-sandbox, asynclab check)
+            _enter(int(request["target_pid"]), libc)
         kernel_pid = os.fork()
         if kernel_pid == 0:
             try:
@@ -176,6 +178,37 @@ def _spawn(request: dict[str, Any]) -> int:
         os._exit(1)
 
 
+def _requests(later: list[str]) -> Any:
+    """The request lines on stdin, as they come; while none waits, import the next of
+    ``later``. Read straight from the file descriptor, so that select() tells the truth."""
+    import select
+
+    pending = b""
+    while True:
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield line
+        if later and not select.select([0], [], [], 0)[0]:
+            with contextlib.suppress(Exception):  # a module that fails is the kernel's to report
+                importlib.import_module(later.pop(0))
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return
+        pending += chunk
+
+
+def _reap() -> None:
+    """Collect the intermediate processes of kernels that have ended."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def serve() -> None:
     """The zygote's loop: preload, then one kernel per request line, until stdin closes."""
     # It ends when the grader closes its stdin, or dies (no PR_SET_PDEATHSIG: that follows the
@@ -184,18 +217,13 @@ def serve() -> None:
     # As the kernel launcher does: the folder it was started in is not an import location.
     if sys.path and sys.path[0] in ("", ".", os.getcwd()):
         del sys.path[0]
-    _preload()
+    for name in PRELOAD:
+        importlib.import_module(name)
     out = sys.stdout
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()
-    for line in sys.stdin:
-        while True:  # reap the intermediate processes of kernels that have ended
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+    for line in _requests(_later_modules()):
+        _reap()
         try:
             answer = {"pid": _spawn(json.loads(line))}
         except Exception as exc:  # noqa: BLE001 - the grader says it, and falls back
@@ -264,31 +292,40 @@ class Zygote:
                 self._proc = None
 
 
-_ZYGOTES: dict[int, Zygote] = {}
+_ZYGOTES: dict[tuple[int, bool], Zygote] = {}
 _ZYGOTES_LOCK = threading.Lock()
 
 
-def zygote() -> Zygote:
-    """This grader process's zygote (one per process: a fork copies none of it)."""
+def zygote(sandboxed: bool = True) -> Zygote:
+    """This grader process's zygote for sandboxed kernels, or for unsandboxed ones (their
+    environments differ: the sandbox's, or the grader's own). One per process: a fork copies
+    none of it."""
+    key = (os.getpid(), sandboxed)
     with _ZYGOTES_LOCK:
-        found = _ZYGOTES.get(os.getpid())
+        found = _ZYGOTES.get(key)
         if found is None:
-            from asynclab.grading import sandbox
+            if sandboxed:
+                from asynclab.grading import sandbox
 
-            env = {**sandbox.kernel_env()}
-            cache = sandbox.matplotlib_cache_dir()
-            if cache is not None:
-                env["MPLCONFIGDIR"] = str(cache)
-            found = _ZYGOTES[os.getpid()] = Zygote(env)
+                env = {**sandbox.kernel_env()}
+                cache = sandbox.matplotlib_cache_dir()
+                if cache is not None:
+                    env["MPLCONFIGDIR"] = str(cache)
+            else:
+                from asynclab.grading.kernel import host_kernel_env
+
+                env = host_kernel_env()
+            found = _ZYGOTES[key] = Zygote(env)
         return found
 
 
 def close() -> None:
-    """Stop this process's zygote, if it has one (kernels it made live on, in their sandboxes)."""
+    """Stop this process's zygotes (kernels they made live on, each in its own session)."""
     with _ZYGOTES_LOCK:
-        found = _ZYGOTES.pop(os.getpid(), None)
-    if found is not None:
-        found.close()
+        mine = [key for key in _ZYGOTES if key[0] == os.getpid()]
+        found = [_ZYGOTES.pop(key) for key in mine]
+    for each in found:
+        each.close()
 
 
 def placeholder_argv() -> list[str]:
@@ -298,8 +335,9 @@ def placeholder_argv() -> list[str]:
     return [shutil.which("sleep") or "/bin/sleep", "infinity"]
 
 
-@functools.lru_cache(maxsize=1)
-def provisioner_class() -> type:
+@functools.lru_cache(maxsize=2)
+def provisioner_class(sandboxed: bool = True) -> type:
+    """The jupyter_client provisioner of warm kernels, in a sandbox or not."""
     from jupyter_client.provisioning import LocalProvisioner
 
     class WarmProvisioner(LocalProvisioner):  # type: ignore[misc, valid-type]
@@ -332,7 +370,59 @@ def provisioner_class() -> type:
                 return -signal.SIGKILL
             return ret
 
-    return WarmProvisioner
+    class UnsandboxedWarmProvisioner(LocalProvisioner):  # type: ignore[misc, valid-type]
+        """Has the zygote fork a kernel (no sandbox): ``process`` and ``pid`` are the kernel's."""
+
+        request: dict[str, Any] = {}
+        kernel_pid: int | None = None
+
+        async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+            import asyncio
+
+            request = {**self.request, "target_pid": None,
+                       "connection_file": self.parent.connection_file}
+            self.kernel_pid = await asyncio.to_thread(zygote(sandboxed=False).spawn, request)
+            self.process = _NotAChild(self.kernel_pid)
+            self.pid = self.pgid = self.kernel_pid  # it is the leader of its own session
+            self.cwd = kwargs.get("cwd")
+            return self.connection_info
+
+    return WarmProvisioner if sandboxed else UnsandboxedWarmProvisioner
+
+
+class _NotAChild:
+    """What jupyter_client asks of a kernel's ``Popen``, for a process that is not our child."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.pid = pid
+        self._proc = psutil.Process(pid)
+
+    def poll(self) -> int | None:
+        return None if _alive(self._proc) else -signal.SIGKILL
+
+    def wait(self, timeout: float | None = None) -> int:
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            self._proc.wait(timeout)
+        return -signal.SIGKILL
+
+    def send_signal(self, signum: int) -> None:
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            if _alive(self._proc):
+                self._proc.send_signal(signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
 
 
 def _alive(proc: Any) -> bool:
