@@ -254,7 +254,7 @@ def test_a_notebook_that_kills_every_worker_is_marked_not_graded(cluster_up, tmp
 def test_sigterm_cancels_what_the_workers_still_judge(cluster_up, tmp_path):
     submissions, out = tmp_path / "submissions", tmp_path / "out"
     write(solved(), submissions / "ann" / f"{STEM}.ipynb")
-    write(CASES["endless_await"](), submissions / "bob" / f"{STEM}.ipynb")
+    write(CASES["endless_sleep"](), submissions / "bob" / f"{STEM}.ipynb")
     grader = subprocess.Popen(grade_command(submissions, out, cluster_up.address, "--timeout-cell",
                                             "200", "--timeout-notebook", "400"),
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
@@ -291,7 +291,7 @@ def test_a_lost_scheduler_ends_the_run_and_keeps_what_is_done(dask_cluster, tmp_
     submissions, out = tmp_path / "submissions", tmp_path / "out"
     (submissions / "ann").mkdir(parents=True)
     (submissions / "ann" / f"{STEM}.ipynb").write_bytes(b'{"cells": [')  # judged at once
-    write(CASES["endless_await"](), submissions / "bob" / f"{STEM}.ipynb")
+    write(CASES["endless_sleep"](), submissions / "bob" / f"{STEM}.ipynb")
     grader = subprocess.Popen(grade_command(submissions, out, dask_cluster.address, "--quiet",
                                             "--timeout-cell", "200", "--timeout-notebook", "400"),
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)

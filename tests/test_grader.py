@@ -39,7 +39,7 @@ def build_class(folder: Path) -> None:
     # A wrong answer whose cell floods its output, then raises with markup in the message.
     noisy = with_answer("print('y' * 3_000_000)\nraise ValueError('<b>boom</b>')", replace=SEQUENTIAL)
     write(noisy, folder / "wrong" / f"{STEM}.ipynb")
-    for name in ("good", "infinite_loop", "blocking_sleep", "endless_await",
+    for name in ("good", "infinite_loop", "blocking_sleep", "endless_sleep",
                  "kernel_dies", "huge_output", "deleted_answer", "edited_check",
                  "forged_outputs", "monkeypatch", "zero_cells", "memory_hog", "memory_creep"):
         write(CASES[name](), folder / name / f"{STEM}.ipynb")
@@ -130,7 +130,7 @@ def test_an_error_after_a_flood_of_output_is_still_seen_and_escaped(graded):
     assert "&lt;b&gt;boom&lt;/b&gt;" in page and "<b>boom" not in page
 
 
-@pytest.mark.parametrize("student", ["infinite_loop", "blocking_sleep", "endless_await"])
+@pytest.mark.parametrize("student", ["infinite_loop", "blocking_sleep", "endless_sleep"])
 def test_cells_that_never_end_are_stopped(graded, student):
     text = messages(graded, student)
     assert "was still running after 6 s and was stopped" in text
@@ -266,7 +266,7 @@ def read_rows(out: Path) -> dict[str, dict]:
 def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path):
     submissions, out = tmp_path / "submissions", tmp_path / "out"
     write(solved(), submissions / "ann" / f"{STEM}.ipynb")
-    write(CASES["endless_await"](), submissions / "bob" / f"{STEM}.ipynb")
+    write(CASES["endless_sleep"](), submissions / "bob" / f"{STEM}.ipynb")
     command = [sys.executable, "-m", "asynclab.cli", "grade", str(submissions), "--out", str(out),
                "--jobs", "2", "--timeout-cell", "120", "--timeout-notebook", "300", *SANDBOX]
     grader = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)

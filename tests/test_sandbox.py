@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from asynclab.grading import sandbox
-from grader_cases import HTTP_STEMS, ROOT, STEM, solved, write
+from grader_cases import CASES, HTTP_STEMS, ROOT, STEM, solved, write
 from grader_cases.hostile import (ESCAPE, FORK_BOMB, KILL_EVERYTHING, STEAL_PEER, STEAL_SOLUTIONS,
                                   TOKEN, connect_to, solved_plus, stub_plus)
 
@@ -374,3 +374,40 @@ def test_warm_and_cold_kernels_give_byte_identical_gradebooks(require_sandbox, t
     assert (unsandboxed_book["sandbox"], unsandboxed_book["warm_kernels"]) == (False, True)
     assert [points(rows, s) for s in ("good", "sequential", "crasher")] == ["1", "0", "0"]
     assert warm_csv == cold_csv == unsandboxed_csv
+
+
+# -- an await that can never end is stopped early (asynclab.grading.idle) --------------------------
+
+PATIENT = '''
+import asyncio, signal, time
+await asyncio.sleep(2.5)                              # a timer, due within the cell's time
+alarm_rang = asyncio.Event()
+asyncio.get_running_loop().add_signal_handler(signal.SIGALRM, alarm_rang.set)
+signal.alarm(3)
+await alarm_rang.wait()                               # an alarm, outside the loop's timers
+child = await asyncio.create_subprocess_exec("sleep", "2.5")
+await child.wait()                                    # a process that will exit
+await asyncio.to_thread(time.sleep, 2.5)              # a thread that will call back
+'''
+
+
+def test_an_await_nothing_can_end_is_stopped_early_and_a_patient_one_is_not(require_sandbox,
+                                                                             tmp_path):
+    """Each of the patient learner's waits lasts longer than the 2 s that make a kernel 'idle
+    for ever', and each has something that will wake it: none may be taken for a hang. (The
+    thread comes last: the executor's idle threads stay, and would cover the waits after it.)"""
+    submissions = tmp_path / "submissions"
+    write(CASES["endless_await"](), submissions / "stuck" / f"{STEM}.ipynb")
+    write(solved_plus(PATIENT), submissions / "patient" / f"{STEM}.ipynb")
+    done = grade(submissions, tmp_path / "out", "--timeout-cell", "60")
+    assert done.returncode == 0, done.stderr
+    _, rows, book = read_gradebook(tmp_path / "out")
+    assert points(rows, "patient") == "1", rows["patient"]
+    assert points(rows, "stuck") == "0"
+    notebooks = {e["student"]: e["notebooks"][STEM] for e in book["learners"]}
+    stuck = [c for c in notebooks["stuck"]["cells"] if c["role"] == "answer"][0]
+    assert stuck["status"] == "hung" and stuck["seconds"] < 30, stuck  # not the 60 s limit
+    assert "was waiting for something that can never happen" in notebooks["stuck"]["message"] \
+        or any("can never happen" in m for ex in notebooks["stuck"]["exercises"].values()
+               for m in ex["messages"])
+    assert all(c["status"] == "ok" for c in notebooks["patient"]["cells"])

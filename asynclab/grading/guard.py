@@ -256,11 +256,14 @@ def _checks_module(notebook: str) -> types.ModuleType:
                       f"(the course has: {', '.join(sorted(known))})")
 
 
-def install(notebook: str, exercises: list[str], namespace: dict[str, Any]) -> Callable[..., None]:
+def install(notebook: str, exercises: list[str], namespace: dict[str, Any],
+            idle_report: str | None = None) -> Callable[..., None]:
     """Capture the course's checks and the fingerprint; return the judge for this notebook.
 
     Must run before any learner code. ``namespace`` is the notebook's global
-    namespace, where the learner's definitions will be looked up by name.
+    namespace, where the learner's definitions will be looked up by name. With
+    ``idle_report`` (in the sandbox), the kernel says there when it waits for ever
+    (``asynclab.grading.idle``).
     """
     import asynclab  # noqa: F401  (loads checks, timeline, vtime, blocking, measure)
     import asynclab.blocking
@@ -269,6 +272,10 @@ def install(notebook: str, exercises: list[str], namespace: dict[str, Any]) -> C
     import asynclab.plotting  # noqa: F401  (drawn lazily by Timeline.png)
     checks_module = _checks_module(notebook)
     checks = dict(checks_module.EXERCISES)
+    if idle_report:
+        from asynclab.grading import idle
+
+        idle.start_reports(idle_report)
     before = snapshot()
     # time.sleep is swapped for the blocking detector's stand-in while a check runs.
     allowed = {"time.sleep": {_value_print(asynclab.blocking._detecting_sleep, False)}}

@@ -250,6 +250,7 @@ class Plan:
     missing: dict[str, str]  # exercise -> why its answer cell is missing
     notes: list[str]
     flags: list[str]
+    idle_report: str | None = None  # where the kernel says it waits for ever (grading.idle)
 
 
 def _match_answers(course: CourseNotebook, learner: Any) -> tuple[dict[int, Any], dict[str, str]]:
@@ -318,8 +319,10 @@ def assemble(course: CourseNotebook, learner: Any, limits: Limits, result_dir: P
     guard = GUARD_NAME + secrets.token_hex(6)
     matched, missing = _match_answers(course, learner)
     judge_budget = max(limits.timeout_cell, JUDGE_BUDGET_PER_VARIANT_S * len(limits.variants))
+    # Only in the sandbox can "nothing will ever wake this kernel" be known (grading.idle).
+    idle_report = str(result_dir / "idle.json") if limits.sandbox else None
     setup = (f"{guard} = __import__('asynclab.grading.guard', fromlist=['install']).install("
-             f"{course.stem!r}, {course.exercises!r}, globals())")
+             f"{course.stem!r}, {course.exercises!r}, globals(), idle_report={idle_report!r})")
     cells = [PlannedCell("setup", setup, "the grader's setup", max(SETUP_BUDGET_S,
                                                                     limits.timeout_cell))]
     slot_at = {slot.cell_index: slot for slot in course.slots}
@@ -354,7 +357,7 @@ def assemble(course: CourseNotebook, learner: Any, limits: Limits, result_dir: P
         if name not in judged:
             cells.append(judge_cell(name))
     notes = [note for note in [_extra_cells_note(course, learner)] if note]
-    return Plan(cells, nonce, missing, notes, flags)
+    return Plan(cells, nonce, missing, notes, flags, idle_report)
 
 
 # -- verdicts ----------------------------------------------------------------------------------
@@ -436,6 +439,11 @@ def _fatal_words(run: CellRun, limits: Limits) -> str:
         return (f"was still running after {limits.timeout_cell:g} s and was stopped (an endless "
                 "loop, a blocking call such as time.sleep, or an await that never ends at the "
                 "top level of the cell)")
+    if run.status == "hung":
+        return ("was waiting for something that can never happen and was stopped early: the "
+                "kernel was idle, with no task ready, no timer due and nothing else that could "
+                "wake it (an await that never ends, such as a queue nobody fills, an event "
+                "nobody sets, or a task waiting for itself)")
     if run.status == "memory":
         return f"used more than {limits.memory_mb} MB of memory and was stopped"
     if run.status == "disk":
@@ -494,8 +502,9 @@ async def _attempt(state: _Judging, workdir: Path,
     ``started`` is awaited once the kernel is ready, before the first cell runs.
     """
     plan, limits = state.plan, state.limits
-    kernel = KernelRun(plan.cells, limits, workdir, on_kernel, 
-                       shared=tuple(p for p in [state.result_dir] if p))
+    kernel = KernelRun(plan.cells, limits, workdir, on_kernel,
+                       shared=tuple(p for p in [state.result_dir] if p),
+                       idle_report=Path(plan.idle_report) if plan.idle_report else None)
     try:
         try:
             await kernel.start()
@@ -522,7 +531,7 @@ async def _attempt(state: _Judging, workdir: Path,
                 run = CellRun(cell.label, cell.role, "not run", run.seconds,
                               error="the notebook's time limit ran out")
             state.runs.setdefault(index, run)
-            if run.status in ("timeout", "died", "memory", "disk", "not run"):
+            if run.status in ("timeout", "hung", "died", "memory", "disk", "not run"):
                 if run.status == "died":
                     run.traceback = run.traceback or kernel.log_tail()
                 return index, run

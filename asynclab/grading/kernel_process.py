@@ -65,7 +65,7 @@ class CellRun:
 
     label: str
     role: str
-    status: str  # "ok" | "error" | "timeout" | "died" | "memory" | "disk" | "not run"
+    status: str  # "ok" | "error" | "timeout" | "hung" | "died" | "memory" | "disk" | "not run"
     seconds: float = 0.0
     error: str = ""  # "ZeroDivisionError: division by zero"
     traceback: str = ""
@@ -268,11 +268,12 @@ class KernelRun:
 
     def __init__(self, cells: list[Any], limits: Limits, workdir: Path,
                  on_kernel: Callable[[int | None], None] | None = None,
-                 shared: tuple[Path, ...] = ()) -> None:
+                 shared: tuple[Path, ...] = (), idle_report: Path | None = None) -> None:
         """``workdir``: the host folder of this notebook's run. ``shared``: host folders the
         kernel must write (the judge's verdicts); in a sandbox, they and a fresh ``run``
         folder (sockets) are the only host folders it sees."""
         self.cells, self.limits, self.workdir = cells, limits, workdir
+        self.idle_report = idle_report
         self.kill_reason: str | None = None
         self.pid: int | None = None
         self.kernel_pid: int | None = None
@@ -397,6 +398,8 @@ class KernelRun:
         run = CellRun(planned.label, planned.role, "ok")
         started = time.monotonic()
         self.client.timeout_func = lambda _cell: max(budget, 0.1)
+        watch = (asyncio.create_task(self._stop_if_hung(), name="hung watch")
+                 if self.idle_report is not None and planned.role != "setup" else None)
         try:
             async with asyncio.timeout(budget + KILL_GRACE_S):  # nbclient's own limit comes first
                 await self.client.async_execute_cell(cell, index, store_history=store_history)
@@ -408,17 +411,33 @@ class KernelRun:
             expired = isinstance(exc, TimeoutError)
             if expired:
                 self.kill("timeout")
-            run.status = {"memory": "memory", "timeout": "timeout", "disk": "disk"}.get(
-                self.kill_reason or "", "died")
+            run.status = {"memory": "memory", "timeout": "timeout", "disk": "disk",
+                          "hung": "hung"}.get(self.kill_reason or "", "died")
             if self.kill_reason is None and not isinstance(exc, DeadKernelError):
                 run.error = f"{type(exc).__name__}: {exc}"
         else:
             run.error, run.traceback = _cell_error(self.client._replies.get(index, {}))
             if run.error:
                 run.status = "error"
+        finally:
+            if watch is not None:
+                watch.cancel()
+        if run.status == "timeout" and self.kill_reason == "hung":  # nbclient saw it first
+            run.status = "hung"
         run.seconds = round(time.monotonic() - started, 3)
         run.truncated_output = index in self.client._truncated
         return run
+
+    async def _stop_if_hung(self) -> None:
+        """Stop the cell once the kernel says nothing can ever wake it (``grading.idle``)."""
+        from asynclab.grading import idle
+
+        assert self.idle_report is not None
+        while True:
+            await asyncio.sleep(idle.INTERVAL_S)
+            if idle.read_report(self.idle_report):
+                self.kill("hung")
+                return
 
     async def stop(self) -> None:
         """Kill the kernel's process tree and release everything; never raises."""

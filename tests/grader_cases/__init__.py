@@ -185,7 +185,8 @@ CASES: dict[str, Callable[[], object]] = {
     "wrong": lambda: with_answer(replace=SEQUENTIAL),
     "infinite_loop": lambda: with_answer("while True:\n    pass"),
     "blocking_sleep": lambda: with_answer("import time\ntime.sleep(1000)"),
-    "endless_await": lambda: with_answer("await asyncio.Event().wait()"),
+    "endless_await": lambda: with_answer("await asyncio.Event().wait()"),  # nothing can end it
+    "endless_sleep": lambda: with_answer("while True:\n    await asyncio.sleep(1)"),  # timers due
     "kernel_dies": lambda: with_answer("import os\nos._exit(1)"),
     "huge_output": lambda: with_answer("print('x' * 50_000_000)"),
     "deleted_answer": deleted_answer,
