@@ -59,7 +59,18 @@ def show(fig: Figure) -> None:
 
 
 def row_labels(names: Sequence[str]) -> list[str]:
-    """Number repeated names ("fetch #1", "fetch #2") so every row is distinct."""
+    """Number repeated names ("fetch #1", "fetch #2") so every row is distinct.
+
+    The course's one convention for row labels, in every lesson, solution and check:
+
+    * a row is labelled with its task's coroutine name (``fetch_one``, ``FakeService.fetch``),
+      which is what the learner can find in the code;
+    * a task is given a name (``create_task(..., name=...)``, ``traced(..., name=...)``) only when
+      the lesson tells that task apart by something of its own: what it books ("hotel"), the page
+      or record it loads ("page 2", "record 20"), a role ("loader", "join()");
+    * ordinals are never written by hand: tasks that differ only by when they were made share a
+      name, and this function numbers them, from 1, in the order they were created.
+    """
     totals = Counter(names)
     seen: Counter[str] = Counter()
     labels = []

@@ -143,6 +143,24 @@ def test_row_labels_and_units():
     assert time_unit(30) == ("s", 1.0)
 
 
+def test_rows_are_numbered_the_same_way_whether_named_by_coroutine_or_by_hand():
+    # The course's convention (asynclab.plotting.row_labels): ordinals come from row_labels,
+    # from 1 in creation order, for a repeated given name as for a repeated coroutine name.
+    async def main():
+        with trace() as tl:
+            for x in range(2):
+                await traced(sleeper(1, x), name="comprehension")
+            await asyncio.gather(sleeper(1, "a"), sleeper(1, "b"))
+            await asyncio.create_task(sleeper(1, "c"), name="loader")
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    assert list(tl.spans()) == ["comprehension #1", "comprehension #2", "sleeper #1", "sleeper #2",
+                                "loader"]
+    ax = tl.figure().axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()][::-1] == list(tl.spans())
+
+
 def test_task_cancelled_before_its_first_step_leaves_no_never_awaited_warning():
     import gc
     import warnings
