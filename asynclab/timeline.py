@@ -37,7 +37,8 @@ and files the wait under one of four kinds:
 When the innermost coroutine is the caller's own code, the awaited future decides:
 a task (or ``gather`` of tasks) is ``"tasks"``; the future ``shield`` returns is
 whatever its inner future is; a future chained to a ``concurrent.futures.Future``
-is ``"thread"``; any other future is ``"io"``.
+is ``"thread"``; ``gather`` of such bare futures (no task among them) is whatever
+its first pending one is; any other future is ``"io"``.
 
 The kind is looked up once per file and cached, so classifying costs a few
 attribute reads per suspension.
