@@ -31,7 +31,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from asynclab.plotting import MAX_ROWS, draw_timeline, show, time_unit
+from asynclab.plotting import MAX_ROWS, draw_timeline, row_labels, show, time_unit
 from asynclab.timeline import _ACTIVE  # the timeline being recorded (same package)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,10 +79,20 @@ class Moments:
         self.items.clear()
 
     def text(self, t0: float = 0.0) -> str:
-        """One line per moment, in the order they were noted: ``0.00 s  Alice  read 100``."""
-        width = max((len(m.task_name) for m in self.items), default=0)
-        return "\n".join(f"{m.at - t0:6.2f} s  {m.task_name:<{width}}  {m.label}"
-                         for m in self.items)
+        """One line per moment, in the order they were noted: ``0.00 s  Alice  read 100``.
+
+        A moment noted inside a ``trace()`` block names its task by its row's label, as the
+        figure does ("worker #2" when several tasks run ``worker``); others by the task's name.
+        """
+        labels: dict[int, list[str]] = {}
+        for m in self.items:
+            if m.timeline is not None and id(m.timeline) not in labels:
+                labels[id(m.timeline)] = row_labels(m.timeline.names())
+        who = [labels[id(m.timeline)][m.row] if m.timeline is not None and m.row is not None
+               else m.task_name for m in self.items]
+        width = max((len(name) for name in who), default=0)
+        return "\n".join(f"{m.at - t0:6.2f} s  {name:<{width}}  {m.label}"
+                         for m, name in zip(self.items, who))
 
     def figure(self, timeline: "Timeline", title: str | None = None,
                width: float = 7.0) -> "Figure":

@@ -20,13 +20,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RUN_COLOR = "#1f77b4"
 WAIT_COLOR = "#c6dbef"  # waiting on I/O or a timer
+THREAD_COLOR = "#c7e9c0"  # waiting for a call in a thread or process (an executor)
 SLOT_COLOR = "#fdae6b"  # waiting for a slot: lock, semaphore, queue, event
 TASKS_COLOR = "#d9d9d9"  # waiting for other tasks
 LIMIT_COLOR = "#d62728"
 DEADLINE_COLOR = "#7b3294"
-# state: (face colour, hatch, legend text), in legend order
+# state: (face colour, hatch, legend text), in legend order; a hatch is drawn in its edge colour
 WAIT_STYLE = {
     "io": (WAIT_COLOR, None, "waiting on I/O or a timer"),
+    "thread": (THREAD_COLOR, "...", "waiting for a thread or process"),
     "slot": (SLOT_COLOR, "////", "waiting for a slot (lock, semaphore, queue)"),
     "tasks": (TASKS_COLOR, None, "waiting for other tasks"),
 }
@@ -36,6 +38,8 @@ OUTCOME_STYLE = {
     "failed": ("X", "#d62728", "failed"),
     "cancelled": ("s", "#ff7f0e", "cancelled"),
 }
+# the colour of each hatch: darker than its face
+HATCH_EDGE = {"thread": "#31a354", "slot": "#e6550d"}
 MAX_ROWS = 40
 DPI = 80  # small figures: notebooks are committed with their outputs
 
@@ -55,7 +59,18 @@ def show(fig: Figure) -> None:
 
 
 def row_labels(names: Sequence[str]) -> list[str]:
-    """Number repeated names ("fetch #1", "fetch #2") so every row is distinct."""
+    """Number repeated names ("fetch #1", "fetch #2") so every row is distinct.
+
+    The course's one convention for row labels, in every lesson, solution and check:
+
+    * a row is labelled with its task's coroutine name (``fetch_one``, ``FakeService.fetch``),
+      which is what the learner can find in the code;
+    * a task is given a name (``create_task(..., name=...)``, ``traced(..., name=...)``) only when
+      the lesson tells that task apart by something of its own: what it books ("hotel"), the page
+      or record it loads ("page 2", "record 20"), a role ("loader", "join()");
+    * ordinals are never written by hand: tasks that differ only by when they were made share a
+      name, and this function numbers them, from 1, in the order they were created.
+    """
     totals = Counter(names)
     seen: Counter[str] = Counter()
     labels = []
@@ -93,9 +108,10 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
     """One row per task: dark while it runs, and while it waits, a look that says why.
 
     Waiting for a slot (lock, semaphore, queue) is hatched orange, waiting on I/O or a timer
-    pale blue, waiting for other tasks grey; a marker shows how the task ended. With
-    ``in_flight``, a panel under the rows counts the tasks in flight (running or waiting on
-    I/O) at each moment, with ``limit`` as a dashed line. ``deadline`` (seconds from the start
+    pale blue, waiting for a call in a thread or process dotted green, waiting for other tasks
+    grey; a marker shows how the task ended. With ``in_flight``, a panel under the rows counts
+    the tasks in flight (running, or waiting on I/O, a timer, a thread or a process) at each
+    moment, with ``limit`` as a dashed line. ``deadline`` (seconds from the start
     of the trace, or ``{label: seconds}`` for several) draws each as a labelled dashed purple
     line, the same way in every lesson. With more than ``MAX_ROWS`` tasks,
     the first ``MAX_ROWS`` are drawn and the title says how many were left out.
@@ -128,7 +144,7 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
                 colour, hatch, _ = WAIT_STYLE[state]
                 used_waits.add(state)
                 ax.broken_barh(bars, (y - 0.3, 0.6), facecolors=colour, hatch=hatch,
-                               edgecolor="#e6550d" if hatch else colour, linewidth=0)
+                               edgecolor=HATCH_EDGE.get(state, colour), linewidth=0)
         runs = [((s - t0) * scale, max((e - s) * scale, min_width)) for s, e in rec.steps]
         ax.broken_barh(runs, (y - 0.3, 0.6), facecolors=RUN_COLOR)
         if rec.outcome in OUTCOME_STYLE:
@@ -178,8 +194,8 @@ def draw_timeline(timeline: "Timeline", title: str | None = None, width: float =
     handles = [Patch(color=RUN_COLOR, label="running")]
     for state, (colour, hatch, text) in WAIT_STYLE.items():
         if state in used_waits:
-            handles.append(Patch(facecolor=colour, hatch=hatch, edgecolor="#e6550d" if hatch else colour,
-                                 linewidth=0, label=text))
+            handles.append(Patch(facecolor=colour, hatch=hatch,
+                                 edgecolor=HATCH_EDGE.get(state, colour), linewidth=0, label=text))
     used = {r.outcome for r in records}
     for outcome, (marker, colour, text) in OUTCOME_STYLE.items():
         if outcome in used:

@@ -22,14 +22,23 @@ Guarantees:
 
 Why a task waits is recorded too. At each suspension the tracer looks at where
 the task's chain of awaits ends (``cr_await``, down to the innermost coroutine)
-and files the wait under one of three kinds:
+and files the wait under one of four kinds:
 
 * ``"slot"``: waiting for another task to free something, in ``asyncio``'s
   locks or queues (``Semaphore``, ``Lock``, ``Condition``, ``Event``, ``Queue``);
-* ``"io"``: waiting on I/O or a timer (``asyncio.sleep``, a socket, a thread's
-  result, a fake service);
+* ``"io"``: waiting on I/O or a timer (``asyncio.sleep``, a socket, a fake
+  service);
+* ``"thread"``: waiting for a call that runs in a thread or a process, outside the
+  loop (``asyncio.to_thread``, ``loop.run_in_executor``, any future that
+  ``asyncio.wrap_future`` made from a ``concurrent.futures.Future``);
 * ``"tasks"``: waiting for other tasks to finish (``await task``, ``gather``,
-  ``TaskGroup``, ``wait``, ``wait_for`` on 3.11).
+  ``TaskGroup``, ``wait``, ``wait_for`` on 3.11, ``shield(task)``).
+
+When the innermost coroutine is the caller's own code, the awaited future decides:
+a task (or ``gather`` of tasks) is ``"tasks"``; the future ``shield`` returns is
+whatever its inner future is; a future chained to a ``concurrent.futures.Future``
+is ``"thread"``; ``gather`` of such bare futures (no task among them) is whatever
+its first pending one is; any other future is ``"io"``.
 
 The kind is looked up once per file and cached, so classifying costs a few
 attribute reads per suspension.
@@ -39,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import concurrent.futures
 import contextlib
 import contextvars
 import functools
@@ -54,12 +64,12 @@ __all__ = ["TaskRecord", "Timeline", "trace", "traced", "active_timeline", "task
 # What ended a task. "running" means the trace ended before the task did.
 FINISHED, FAILED, CANCELLED, RUNNING = "finished", "failed", "cancelled", "running"
 # Why a task waited between two steps (see the module docstring).
-SLOT, IO, TASKS = "slot", "io", "tasks"
-WAIT_KINDS = (SLOT, IO, TASKS)
+SLOT, IO, THREAD, TASKS = "slot", "io", "thread", "tasks"
+WAIT_KINDS = (SLOT, IO, THREAD, TASKS)
 # Recorded as one byte per wait (a bytearray holds no references, so the garbage collector
 # never scans it: thousands of traced tasks stay cheap); 0 means "not decided yet".
-_KIND_BYTE = {SLOT: 1, IO: 2, TASKS: 3}
-_BYTE_KIND = (IO, SLOT, IO, TASKS)
+_KIND_BYTE = {SLOT: 1, IO: 2, TASKS: 3, THREAD: 4}
+_BYTE_KIND = (IO, SLOT, IO, TASKS, THREAD)
 
 
 @dataclass(slots=True)
@@ -127,14 +137,14 @@ class TaskRecord:
 
     @property
     def waits(self) -> list[str]:
-        """``waits[i]``: why the task waited after ``steps[i]`` (SLOT, IO or TASKS)."""
+        """``waits[i]``: why the task waited after ``steps[i]`` (SLOT, IO, THREAD or TASKS)."""
         return [_BYTE_KIND[b] for b in self.wait_bytes]
 
     def spans(self, until: float | None = None) -> list[tuple[float, float, str]]:
         """The task's life as ``(start, end, state)`` stretches, in order.
 
         ``state`` is ``"running"`` for a step, or the kind of the wait that
-        follows it (``"slot"``, ``"io"``, ``"tasks"``). A task still alive at
+        follows it (``"slot"``, ``"io"``, ``"thread"``, ``"tasks"``). A task still alive at
         the end of the trace waits until ``until`` (when given).
         """
         out: list[tuple[float, float, str]] = []
@@ -179,7 +189,7 @@ class _WaitKinds:
     by_file: dict[str, int] = {}
 
 
-_SLEEP_OR_TASKS = 4
+_SLEEP_OR_TASKS = 5
 _TASK_FUTURES: tuple[type, ...] = tuple(
     t for t in (asyncio.Task, getattr(asyncio.tasks, "_PyTask", None),
                 getattr(asyncio.tasks, "_GatheringFuture", None)) if isinstance(t, type))
@@ -196,6 +206,8 @@ def _classify_file(filename: str) -> int:
         kind = _SLEEP_OR_TASKS
     elif path.endswith("/taskgroups.py"):
         kind = _KIND_BYTE[TASKS]
+    elif path.endswith("/threads.py"):  # asyncio.to_thread
+        kind = _KIND_BYTE[THREAD]
     else:
         kind = _KIND_BYTE[IO]
     _WaitKinds.by_file[filename] = kind
@@ -232,7 +244,55 @@ def _wait_kind(coro: Any, future: Any) -> str:
     kind = _code_kind(code) if code is not None else 0
     if kind:
         return _BYTE_KIND[kind]
-    return TASKS if isinstance(future, _TASK_FUTURES) else IO
+    return _future_kind(future)
+
+
+def _nested_code(function: Any, name: str) -> Any:
+    """The code object of the function ``name`` defined inside ``function`` (None if none)."""
+    return next((const for const in function.__code__.co_consts
+                 if isinstance(const, types.CodeType) and const.co_name == name), None)
+
+
+# The callbacks by which a future tells where its result will come from:
+# ``shield(inner)`` returns a new future with ``_outer_done_callback`` (a closure over
+# ``inner``) on it; ``wrap_future`` (``run_in_executor``, ``to_thread``) chains a future to a
+# ``concurrent.futures.Future`` with ``_call_check_cancel`` (a closure over ``source``).
+# The same in asyncio's pure-Python code on 3.11, 3.12 and 3.13 (tests/test_timeline.py).
+_SHIELD_CALLBACK = _nested_code(asyncio.shield, "_outer_done_callback")
+_CHAIN_CALLBACK = _nested_code(asyncio.futures._chain_future, "_call_check_cancel")
+
+
+def _closure_value(function: Any, name: str) -> Any:
+    """The value of the free variable ``name`` in the closure ``function``."""
+    return function.__closure__[function.__code__.co_freevars.index(name)].cell_contents
+
+
+def _future_kind(future: Any) -> str:
+    """Why a task waits when its own code awaits ``future`` directly (see the module docstring).
+
+    Only reached when the innermost coroutine is not asyncio's: a few attribute reads
+    per suspension, never on the commonest waits (``sleep``, locks, queues).
+    """
+    for _ in range(8):  # shield(shield(...)): each level is one more future; a bound for safety
+        if isinstance(future, _TASK_FUTURES):
+            children = getattr(future, "_children", None)  # gather's future
+            if children and not any(isinstance(c, _TASK_FUTURES) for c in children):
+                # gather of bare futures: the first one not yet done tells what they are
+                pending = [c for c in children if not c.done()]
+                return _future_kind(pending[0]) if pending else TASKS
+            return TASKS
+        callbacks = getattr(future, "_callbacks", None) or ()
+        for callback, *_ in callbacks:
+            code = getattr(callback, "__code__", None)
+            if code is _SHIELD_CALLBACK and code is not None:
+                future = _closure_value(callback, "inner")
+                break
+            if code is _CHAIN_CALLBACK and code is not None:
+                return THREAD if isinstance(_closure_value(callback, "source"),
+                                            concurrent.futures.Future) else IO
+        else:
+            return IO
+    return IO
 
 
 class _Traced:
@@ -350,6 +410,9 @@ def _coro_name(coro: Any) -> str:
     return _short_name(name or type(coro).__name__)
 
 
+_IN_FLIGHT = frozenset(("running", IO, THREAD))
+
+
 class Timeline:
     """The recorded tasks of one ``trace()`` block, ready to draw or inspect."""
 
@@ -404,7 +467,7 @@ class Timeline:
         """``{row label: [(start, end, state), ...]}`` in seconds from the start of the trace.
 
         Row labels are the ones the figure draws ("fetch_one #3" when a name
-        repeats); ``state`` is ``"running"``, ``"slot"``, ``"io"`` or ``"tasks"``
+        repeats); ``state`` is ``"running"``, ``"slot"``, ``"io"``, ``"thread"`` or ``"tasks"``
         (see ``TaskRecord.spans``). This is what the picture shows, as data.
         """
         from asynclab.plotting import row_labels
@@ -418,7 +481,8 @@ class Timeline:
         return out
 
     def in_flight(self) -> tuple[list[float], list[int]]:
-        """How many tasks were in flight (running, or waiting on I/O or a timer) over time.
+        """How many tasks were in flight over time: running, or waiting on I/O, a timer or a
+        call in a thread or process (work under way, on the loop or outside it).
 
         A task waiting for a slot, or for other tasks, is not in flight. Returns
         the step series ``(times, counts)`` in seconds from the start of the trace,
@@ -428,7 +492,7 @@ class Timeline:
         changes: dict[float, int] = {0.0: 0}
         for rec in self.records:
             for start, stop, state in rec.spans(until=end):
-                if state in ("running", IO) and stop > start:
+                if state in _IN_FLIGHT and stop > start:
                     changes[start - self.t0] = changes.get(start - self.t0, 0) + 1
                     changes[stop - self.t0] = changes.get(stop - self.t0, 0) - 1
         times, counts, now = [], [], 0

@@ -98,3 +98,23 @@ def test_labels_of_one_row_at_one_instant_are_joined():
 
     timeline = run_virtual(main()).unwrap()
     assert [t.get_text() for t in moments.figure(timeline).axes[0].texts] == ["read 30, refused"]
+
+
+def test_text_names_each_task_by_its_row_label_as_the_figure_does():
+    # Three unnamed tasks of one coroutine: rows "worker #1".."#3", in the text as in the figure.
+    moments = Moments()
+
+    async def worker(delay: float) -> None:
+        await asyncio.sleep(delay)
+        moments.note("go")
+
+    async def main():
+        with trace() as timeline:
+            await asyncio.gather(*(worker(d) for d in (3.0, 1.0, 2.0)))
+        return timeline
+
+    timeline = run_virtual(main()).unwrap()
+    assert moments.text().splitlines() == [
+        "  1.00 s  worker #2  go", "  2.00 s  worker #3  go", "  3.00 s  worker #1  go"]
+    ticks = [t.get_text() for t in moments.figure(timeline).axes[0].get_yticklabels()]
+    assert sorted(ticks) == ["worker #1", "worker #2", "worker #3"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import pytest
 
@@ -142,6 +143,24 @@ def test_row_labels_and_units():
     assert time_unit(30) == ("s", 1.0)
 
 
+def test_rows_are_numbered_the_same_way_whether_named_by_coroutine_or_by_hand():
+    # The course's convention (asynclab.plotting.row_labels): ordinals come from row_labels,
+    # from 1 in creation order, for a repeated given name as for a repeated coroutine name.
+    async def main():
+        with trace() as tl:
+            for x in range(2):
+                await traced(sleeper(1, x), name="comprehension")
+            await asyncio.gather(sleeper(1, "a"), sleeper(1, "b"))
+            await asyncio.create_task(sleeper(1, "c"), name="loader")
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    assert list(tl.spans()) == ["comprehension #1", "comprehension #2", "sleeper #1", "sleeper #2",
+                                "loader"]
+    ax = tl.figure().axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()][::-1] == list(tl.spans())
+
+
 def test_task_cancelled_before_its_first_step_leaves_no_never_awaited_warning():
     import gc
     import warnings
@@ -237,6 +256,75 @@ def test_a_task_awaiting_other_tasks_waits_for_tasks():
     tl = run_virtual(main()).unwrap()
     assert _states(tl)["parent"] == ["tasks", "tasks", "tasks"]
     assert all(states == ["io"] for row, states in _states(tl).items() if row != "parent")
+
+
+def test_a_caller_awaiting_shield_of_a_task_waits_for_that_task():
+    # Lesson 07: ``await asyncio.shield(save)`` waits for the task ``save`` (another row),
+    # although what it awaits is a new bare future, the one ``shield`` returns.
+    async def caller(save):
+        try:
+            async with asyncio.timeout(1):
+                await asyncio.shield(save)
+        except TimeoutError:
+            pass
+        await asyncio.shield(asyncio.shield(save))  # a shield of a shield: still the task
+
+    async def shields_a_bare_future(fut):
+        await asyncio.shield(fut)  # no task behind the future: I/O, as awaiting it would be
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        loop.call_later(1, fut.set_result, None)
+        with trace() as tl:
+            save = asyncio.create_task(sleeper(3, "order saved"), name="save_order")
+            await asyncio.gather(caller(save), shields_a_bare_future(fut))
+        return tl
+
+    tl = run_virtual(main()).unwrap()
+    states = _states(tl)
+    assert states["caller"] == ["tasks", "tasks"]
+    assert [round(e - s, 6) for s, e, k in tl.spans()["caller"] if k == "tasks"] == [1.0, 2.0]
+    assert states["save_order"] == ["io"] and states["shields_a_bare_future"] == ["io"]
+
+
+def test_waiting_for_a_thread_or_a_process_has_a_kind_and_a_look_of_its_own():
+    # Lesson 14: to_thread and run_in_executor wait for a call outside the loop. On a real loop
+    # (the calls run in real threads); only the kinds and the order of events are asserted.
+    def blocking(x):
+        return x
+
+    async def with_to_thread():
+        return await asyncio.to_thread(blocking, 1)
+
+    async def with_executor(pool):
+        return await asyncio.get_running_loop().run_in_executor(pool, blocking, 2)
+
+    async def with_gather(pool):
+        loop = asyncio.get_running_loop()
+        return await asyncio.gather(*(loop.run_in_executor(pool, blocking, i) for i in range(3)))
+
+    async def with_plain_future():
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        loop.call_soon(fut.set_result, 4)
+        return await fut
+
+    async def main():
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool, trace() as tl:
+            await asyncio.gather(with_to_thread(), with_executor(pool), with_gather(pool),
+                                 with_plain_future())
+        return tl
+
+    tl = asyncio.run(main())
+    assert _states(tl) == {"with_to_thread": ["thread"], "with_executor": ["thread"],
+                           "with_gather": ["thread"], "with_plain_future": ["io"]}
+    # Waiting for a thread is work under way: in flight. All four wait at once (their first
+    # steps run in one turn of the loop; no result can come back before the next turn).
+    assert tl.max_in_flight() == 4
+    legend = [t.get_text() for t in tl.figure().legends[0].get_texts()]
+    assert legend == ["running", "waiting on I/O or a timer", "waiting for a thread or process",
+                      "finished"]
 
 
 def test_semaphore_in_flight_count_is_the_limit():

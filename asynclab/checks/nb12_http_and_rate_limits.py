@@ -174,9 +174,9 @@ def _drive_limiter(cls: Any, sc: LimiterScenario, grants: list[float], use_with:
             await asyncio.sleep(sc.latency_s)  # the request itself
 
         tasks = []
-        for i, at in enumerate(sc.arrivals):  # each request is created when it arrives
+        for at in sc.arrivals:  # each request is created when it arrives
             await asyncio.sleep(at - loop.time())
-            tasks.append(asyncio.create_task(request(), name=f"request {i + 1}"))
+            tasks.append(asyncio.create_task(request()))  # rows "request #1", ... (row_labels)
         await asyncio.gather(*tasks)
 
     return observe(drive, name="requests", namespaces=(_globals_of(cls),), max_virtual_s=600.0,
