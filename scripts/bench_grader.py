@@ -241,7 +241,7 @@ def main() -> None:
     else:
         g = p
         print(f"  grader in a sandbox: not measured ({sandbox.unavailable()})")
-    print(f"  grader --no-sandbox (cold kernels):        {p:6.2f} s")
+    print(f"  grader --no-sandbox (warm kernels):        {p:6.2f} s")
     print(f"  plain nbclient, one after another:         {s:6.2f} s")
     if with_sandbox:
         print(f"  what warm kernels save:                    {100 * (1 - g / c):5.1f} %")
