@@ -257,19 +257,21 @@ def _checks_module(notebook: str) -> types.ModuleType:
 
 
 def install(notebook: str, exercises: list[str], namespace: dict[str, Any],
-            idle_report: str | None = None) -> Callable[..., None]:
+            idle_report: str | None = None, plots: bool = True) -> Callable[..., None]:
     """Capture the course's checks and the fingerprint; return the judge for this notebook.
 
     Must run before any learner code. ``namespace`` is the notebook's global
     namespace, where the learner's definitions will be looked up by name. With
     ``idle_report`` (in the sandbox), the kernel says there when it waits for ever
-    (``asynclab.grading.idle``).
+    (``asynclab.grading.idle``). ``plots``: the judge will draw timelines (matplotlib is
+    imported now, before the fingerprint; without it, only if the notebook itself draws).
     """
     import asynclab  # noqa: F401  (loads checks, timeline, vtime, blocking, measure)
     import asynclab.blocking
     import asynclab.checking  # noqa: F401
     import asynclab.fakes  # noqa: F401
-    import asynclab.plotting  # noqa: F401  (drawn lazily by Timeline.png)
+    if plots:
+        import asynclab.plotting  # noqa: F401  (drawn lazily by Timeline.png)
     checks_module = _checks_module(notebook)
     checks = dict(checks_module.EXERCISES)
     if idle_report:

@@ -322,7 +322,8 @@ def assemble(course: CourseNotebook, learner: Any, limits: Limits, result_dir: P
     # Only in the sandbox can "nothing will ever wake this kernel" be known (grading.idle).
     idle_report = str(result_dir / "idle.json") if limits.sandbox else None
     setup = (f"{guard} = __import__('asynclab.grading.guard', fromlist=['install']).install("
-             f"{course.stem!r}, {course.exercises!r}, globals(), idle_report={idle_report!r})")
+             f"{course.stem!r}, {course.exercises!r}, globals(), idle_report={idle_report!r}, "
+             f"plots={limits.want_png!r})")
     cells = [PlannedCell("setup", setup, "the grader's setup", max(SETUP_BUDGET_S,
                                                                     limits.timeout_cell))]
     slot_at = {slot.cell_index: slot for slot in course.slots}
