@@ -317,3 +317,15 @@ def test_the_grading_tools_read_notebooks_without_building_iri_parsers():
             "print(sys.modules.get('rfc3987_syntax', 'absent'))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
+
+
+def test_every_checks_module_is_named_after_its_notebook():
+    """notebook_stems() reads the stems from module names without importing them."""
+    import importlib
+
+    from asynclab.checks import exercises_for, notebook_stems, registry
+
+    assert notebook_stems() == sorted(registry())
+    for stem, checks in registry().items():
+        assert importlib.import_module(f"asynclab.checks.nb{stem}").NOTEBOOK == stem
+        assert exercises_for(stem) == checks

@@ -49,7 +49,7 @@ import nbformat
 
 from asynclab.authoring import ANSWER_TAG, CHECK_TAG, make_exercise
 from asynclab.checking import Finding, Report
-from asynclab.checks import exercises_for, registry
+from asynclab.checks import exercises_for, notebook_stems
 from asynclab.grading.kernel_process import CellRun, KernelRun, Limits, raise_if_cancelling
 
 __all__ = ["UnusableInput", "Limits", "CourseNotebook", "ExerciseVerdict", "NotebookVerdict",
@@ -83,7 +83,7 @@ def course_root(explicit: str | os.PathLike | None = None) -> Path:
 def course_notebooks(root: Path) -> dict[str, Path]:
     """``{stem: path}`` of every exercise notebook that has checks, in course order."""
     found: dict[str, Path] = {}
-    for stem in sorted(registry()):
+    for stem in notebook_stems():  # imports no checks module: a grader needs only its own
         for folder in ("solutions", "exercises"):
             path = root / folder / f"{stem}.ipynb"
             if path.is_file():
