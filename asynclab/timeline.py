@@ -324,11 +324,8 @@ class _Traced:
         start = clock()
         try:
             future = self.coro.send(value)
-        except StopIteration:  # it returned: the task takes the value from this exception
-            _stop(self.rec, start, clock(), None)
-            raise
-        except BaseException as exc:
-            _stop(self.rec, start, clock(), exc)
+        except BaseException as exc:  # StopIteration: it returned (the task takes the value)
+            _stop(self.rec, start, clock(), None if isinstance(exc, StopIteration) else exc)
             raise
         self._suspended(start, future)
         return future
@@ -341,11 +338,8 @@ class _Traced:
                 future = self.coro.throw(typ)
             else:  # the three-argument form, deprecated since 3.12: only if asked for
                 future = self.coro.throw(typ, val, tb)
-        except StopIteration:  # it returned: the task takes the value from this exception
-            _stop(self.rec, start, clock(), None)
-            raise
-        except BaseException as exc:
-            _stop(self.rec, start, clock(), exc)
+        except BaseException as exc:  # StopIteration: it returned (the task takes the value)
+            _stop(self.rec, start, clock(), None if isinstance(exc, StopIteration) else exc)
             raise
         self._suspended(start, future)
         return future
