@@ -47,11 +47,6 @@ def _limits(args: argparse.Namespace, **overrides):
                   memory_mb=args.memory_mb, **overrides)
 
 
-# asynclab check runs one kernel per notebook, cold: a zygote would import the same modules
-# first, and on the critical path (measured: no faster for one notebook).
-CHECK_KERNELS = {"warm_kernels": False}
-
-
 def _print_verdict(path: str, verdict) -> None:
     from asynclab.grading.judge import report_text
 
@@ -95,7 +90,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     root = course_root(args.root)
     paths = [Path(p) for p in args.notebooks]
     try:
-        results = asyncio.run(_check_all(paths, root, _limits(args, want_png=bool(args.html), **CHECK_KERNELS)))
+        # Cold kernels: for one notebook a zygote only puts the same imports on the critical
+        # path (measured: no faster).
+        limits = _limits(args, want_png=bool(args.html), warm_kernels=False)
+        results = asyncio.run(_check_all(paths, root, limits))
     except KeyboardInterrupt:  # the kernels were killed on the way out
         print("asynclab check: interrupted", file=sys.stderr)
         return 130
@@ -203,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run learner code without the bubblewrap sandbox, with your own rights "
                         "(only for code you trust; recorded in gradebook.json)")
     p.add_argument("--cold-kernels", action="store_true",
-                   help="start every sandboxed kernel from scratch instead of forking it from a "
-                        "warm one (slower; the grades are the same)")
+                   help="start every kernel from scratch instead of forking it from a warm one "
+                        "(slower; the grades are the same)")
     _add_limits(p, cell=60, notebook=300)
     p.set_defaults(func=cmd_grade)
     return parser

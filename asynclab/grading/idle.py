@@ -72,9 +72,8 @@ def _in_loop_select(frame: Any) -> bool:
             and frame.f_back is not None and frame.f_back.f_code.co_name == "_run_once")
 
 
-def _next_timer_in(loop: asyncio.AbstractEventLoop) -> float | None:
-    timers = [h for h in list(getattr(loop, "_scheduled", [])) if not h.cancelled()]
-    return min(h.when() for h in timers) - loop.time() if timers else None
+def _has_timers(loop: asyncio.AbstractEventLoop) -> bool:
+    return any(not h.cancelled() for h in list(getattr(loop, "_scheduled", [])))
 
 
 def start_reports(path: str | os.PathLike) -> threading.Thread:
@@ -94,22 +93,19 @@ def start_reports(path: str | os.PathLike) -> threading.Thread:
             now, used = time.monotonic(), time.process_time()
             cpu, spent = used, used - cpu
             ready = len(getattr(loop, "_ready", ()))
-            next_timer = _next_timer_in(loop)
             threads = {t.ident for t in threading.enumerate()} - baseline_threads - {
                 threading.get_ident()}
             idle = (_in_loop_select(sys._current_frames().get(main)) and ready == 0
-                    and next_timer is None
+                    and not _has_timers(loop)
                     and not threads and _processes() <= baseline_processes
                     and spent < CPU_PER_INTERVAL_S and not _timers_outside_the_loop())
             idle_since = (idle_since or now) if idle else None
             scratch.write_text(json.dumps({
-                "written_at": now, "idle_for": now - idle_since if idle_since else 0.0,
-                "next_timer_in": next_timer}))
+                "written_at": now, "idle_for": now - idle_since if idle_since else 0.0}))
             os.replace(scratch, target)
 
     thread = threading.Thread(target=report, name="asynclab idle report", daemon=True)
     thread.start()
-    baseline_threads.add(thread.ident)
     return thread
 
 

@@ -35,9 +35,12 @@ from typing import Any, Callable
 import nbformat
 import psutil
 
+from asynclab.grading.kernel import host_kernel_env
+
 __all__ = ["Limits", "CellRun", "KernelRun", "kill_tree", "tree_rss_mb", "raise_if_cancelling"]
 
 KILL_GRACE_S = 10.0
+KILL_REASONS = ("timeout", "hung", "memory", "disk")  # why the host kills a kernel: cell statuses
 MEMORY_POLL_S = 0.25
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -158,7 +161,7 @@ def _warm_request(limits: Limits, run_as: int | None, log: Path,
     one; unsandboxed (``workdir`` given), the grader's environment and the memory limit only."""
     if workdir is not None:
         return {"limits": {"memory_mb": limits.memory_mb}, "run_as": None,
-                "cwd": str(workdir / "work"), "env": _kernel_env(),
+                "cwd": str(workdir / "work"), "env": host_kernel_env(),
                 "kernel_args": list(IPYKERNEL_ARGS), "log": str(log)}
     from asynclab.grading import sandbox
 
@@ -166,12 +169,6 @@ def _warm_request(limits: Limits, run_as: int | None, log: Path,
                        "cpu_s": _cpu_s(limits)},
             "run_as": run_as, "cwd": "/tmp/work", "env": sandbox.kernel_env(),
             "kernel_args": list(IPYKERNEL_ARGS), "log": str(log)}
-
-
-def _kernel_env() -> dict[str, str]:
-    from asynclab.grading.kernel import host_kernel_env
-
-    return host_kernel_env()
 
 
 def _content_size(content: dict) -> int:
@@ -322,7 +319,7 @@ class KernelRun:
     async def start(self) -> None:
         self._log = open(self.workdir / "kernel.log", "ab")  # noqa: SIM115 - closed in stop()
         await self.km.start_kernel(cwd=str(self.workdir / ("." if self.limits.sandbox else "work")),
-                                   env=_kernel_env(), stdout=self._log, stderr=self._log)
+                                   env=host_kernel_env(), stdout=self._log, stderr=self._log)
         self.pid = getattr(self.km.provisioner, "pid", None)
         # A warm kernel is not a descendant of its sandbox's first process: watch and kill both.
         self.kernel_pid = getattr(self.km.provisioner, "kernel_pid", None)
@@ -375,8 +372,7 @@ class KernelRun:
         while self.pid is not None:
             await asyncio.sleep(MEMORY_POLL_S)
             polls += 1
-            if tree_rss_mb(self.pid) + (tree_rss_mb(self.kernel_pid) if self.kernel_pid else 0) \
-                    > self.limits.memory_mb:
+            if sum(tree_rss_mb(pid) for pid in self._roots()) > self.limits.memory_mb:
                 self.kill("memory")
                 return
             if self.limits.sandbox and polls % 4 == 0 \
@@ -384,11 +380,17 @@ class KernelRun:
                 self.kill("disk")
                 return
 
+    def _roots(self) -> list[int]:
+        """The processes whose trees are this kernel's: the kernel (or its sandbox), and a warm
+        kernel's own process, which is not a descendant of its sandbox's first process."""
+        return [pid for pid in (self.kernel_pid, self.pid) if pid]
+
     def kill(self, reason: str) -> None:
+        """Kill the kernel's trees; the first reason given is the one the verdict tells."""
         if self.kill_reason is None:
             self.kill_reason = reason
-        kill_tree(self.kernel_pid)
-        kill_tree(self.pid)
+        for pid in self._roots():
+            kill_tree(pid)
 
     async def run_cell(self, index: int, budget: float, store_history: bool) -> CellRun:
         """Execute cell ``index`` within ``budget`` seconds; the kernel is killed if it overruns."""
@@ -405,14 +407,13 @@ class KernelRun:
                 await self.client.async_execute_cell(cell, index, store_history=store_history)
         except CellTimeoutError:
             self.kill("timeout")
-            run.status = "timeout"
+            run.status = self.kill_reason  # "hung" when the hung watch stopped it first
         except (DeadKernelError, TimeoutError, RuntimeError, OSError) as exc:
             raise_if_cancelling()  # nbclient turns our cancellation into DeadKernelError
             expired = isinstance(exc, TimeoutError)
             if expired:
                 self.kill("timeout")
-            run.status = {"memory": "memory", "timeout": "timeout", "disk": "disk",
-                          "hung": "hung"}.get(self.kill_reason or "", "died")
+            run.status = self.kill_reason if self.kill_reason in KILL_REASONS else "died"
             if self.kill_reason is None and not isinstance(exc, DeadKernelError):
                 run.error = f"{type(exc).__name__}: {exc}"
         else:
@@ -422,8 +423,6 @@ class KernelRun:
         finally:
             if watch is not None:
                 watch.cancel()
-        if run.status == "timeout" and self.kill_reason == "hung":  # nbclient saw it first
-            run.status = "hung"
         run.seconds = round(time.monotonic() - started, 3)
         run.truncated_output = index in self.client._truncated
         return run

@@ -21,6 +21,10 @@ kernel: a learner's globals, patched modules and threads die with their own kern
 sandbox's file system, network, PID namespace and user; the same limits. Killing the sandbox
 ends the kernel too: when a PID namespace's first process dies, Linux kills every process in it.
 
+Without a sandbox (``grade --no-sandbox``) a second zygote, started with the grader's own
+environment, forks kernels where it is: the same limits as a cold unsandboxed kernel, no
+namespaces and no change of user.
+
 The zygote itself holds nothing secret (it never sees the class secret or a submission: only
 the paths of a run folder and a log), runs in a session of its own, and exits when the grader
 closes its stdin or dies.
@@ -64,10 +68,9 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 def _later_modules() -> list[str]:
     """The check modules: each kernel needs one, so they are imported while no request waits
     (a kernel forked before its module is in imports it itself)."""
-    import asynclab.checks as checks
+    from asynclab.checks import notebook_stems
 
-    return [f"asynclab.checks.{m.stem}"
-            for m in sorted(Path(checks.__file__).parent.glob("nb[0-9][0-9]_*.py"))]
+    return [f"asynclab.checks.nb{stem}" for stem in notebook_stems()]
 
 
 # -- in the zygote's children ----------------------------------------------------------------
@@ -156,7 +159,7 @@ def _spawn(request: dict[str, Any]) -> int:
         os.closerange(3, report_w)
         os.closerange(report_w + 1, 1 << 16)
         libc = _libc()
-        if request.get("target_pid") is not None:  # unsandboxed (--no-sandbox, asynclab check)
+        if request.get("target_pid") is not None:  # None: no sandbox (grade --no-sandbox)
             _enter(int(request["target_pid"]), libc)
         kernel_pid = os.fork()
         if kernel_pid == 0:
@@ -241,6 +244,12 @@ class Zygote:
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
+    def _started(self) -> subprocess.Popen:
+        """The zygote process, started now unless it is running (call with ``_lock`` held)."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = self._start()
+        return self._proc
+
     def _start(self) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-m", "asynclab.grading.zygote"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -258,8 +267,7 @@ class Zygote:
         grader's own work; ``spawn`` waits for it."""
         def start() -> None:
             with self._lock, contextlib.suppress(Exception):  # spawn retries, and says why
-                if self._proc is None or self._proc.poll() is not None:
-                    self._proc = self._start()
+                self._started()
 
         threading.Thread(target=start, name="asynclab zygote start", daemon=True).start()
 
@@ -267,12 +275,11 @@ class Zygote:
         """A kernel in the sandbox of ``request["target_pid"]``; returns its PID."""
         with self._lock:
             try:
-                if self._proc is None or self._proc.poll() is not None:
-                    self._proc = self._start()
-                assert self._proc.stdin is not None and self._proc.stdout is not None
-                self._proc.stdin.write(json.dumps(request) + "\n")
-                self._proc.stdin.flush()
-                answer = json.loads(self._proc.stdout.readline() or '{"error": "the zygote died"}')
+                proc = self._started()
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(json.dumps(request) + "\n")
+                proc.stdin.flush()
+                answer = json.loads(proc.stdout.readline() or '{"error": "the zygote died"}')
             except (OSError, ValueError, RuntimeError) as exc:  # the next call starts a new one
                 with contextlib.suppress(Exception):
                     if self._proc is not None:
@@ -307,7 +314,7 @@ def zygote(sandboxed: bool = True) -> Zygote:
             if sandboxed:
                 from asynclab.grading import sandbox
 
-                env = {**sandbox.kernel_env()}
+                env = sandbox.kernel_env()
                 cache = sandbox.matplotlib_cache_dir()
                 if cache is not None:
                     env["MPLCONFIGDIR"] = str(cache)
