@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import asynclab.grading  # noqa: F401 - first: it makes reading notebooks start fast
-from asynclab.authoring import AuthoringError, write_exercises
 
 EXIT_PASSED, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -29,6 +28,8 @@ def _course_root() -> Path:
 
 
 def cmd_exercises(args: argparse.Namespace) -> int:
+    from asynclab.authoring import AuthoringError, write_exercises
+
     root = Path(args.root) if args.root else _course_root()
     try:
         written = write_exercises(root / "solutions", root / "exercises")
@@ -85,18 +86,25 @@ async def _check_all(paths: list[Path], root: Path, limits) -> list:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when every exercise passed, 1 when one failed, 2 when a file cannot be judged."""
-    from asynclab.grading.judge import UnusableInput, course_root
+    from asynclab.grading import zygote
 
-    root = course_root(args.root)
-    paths = [Path(p) for p in args.notebooks]
+    if not args.cold_kernels:
+        # The warm kernels' fork server starts first, so that its imports (ipykernel,
+        # matplotlib, the course package) run while this process imports the judge and reads
+        # the notebooks: for one notebook that overlap is what makes it faster than a cold kernel.
+        zygote.zygote(sandboxed=False).warm_up()
     try:
-        # Cold kernels: for one notebook a zygote only puts the same imports on the critical
-        # path (measured: no faster).
-        limits = _limits(args, want_png=bool(args.html), warm_kernels=False)
+        from asynclab.grading.judge import UnusableInput, course_root
+
+        root = course_root(args.root)
+        paths = [Path(p) for p in args.notebooks]
+        limits = _limits(args, want_png=bool(args.html), warm_kernels=not args.cold_kernels)
         results = asyncio.run(_check_all(paths, root, limits))
     except KeyboardInterrupt:  # the kernels were killed on the way out
         print("asynclab check: interrupted", file=sys.stderr)
         return 130
+    finally:
+        zygote.close()
     status = EXIT_PASSED
     for path, result in zip(paths, results):
         if isinstance(result, UnusableInput):
@@ -162,6 +170,12 @@ def _add_limits(p: argparse.ArgumentParser, cell: float, notebook: float) -> Non
     p.add_argument("--root", help="the course folder (default: this folder, or the installed course)")
 
 
+def _add_cold_kernels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cold-kernels", action="store_true",
+                   help="start every kernel from scratch instead of forking it from a warm one "
+                        "(slower; the verdicts are the same)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asynclab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="REPORT.html",
                    help="also write what the check cells show (reports and the timelines of "
                         "your code) as a web page")
+    _add_cold_kernels(p)
     _add_limits(p, cell=60, notebook=300)
     p.set_defaults(func=cmd_check)
 
@@ -200,9 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sandbox", action="store_true",
                    help="run learner code without the bubblewrap sandbox, with your own rights "
                         "(only for code you trust; recorded in gradebook.json)")
-    p.add_argument("--cold-kernels", action="store_true",
-                   help="start every kernel from scratch instead of forking it from a warm one "
-                        "(slower; the grades are the same)")
+    _add_cold_kernels(p)
     _add_limits(p, cell=60, notebook=300)
     p.set_defaults(func=cmd_grade)
     return parser

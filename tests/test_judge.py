@@ -20,7 +20,7 @@ from asynclab.checking import Report
 from asynclab.cli import main
 from asynclab.grading.judge import (Limits, UnusableInput, assemble, load_course_notebook, read_notebook,
                             report_text, review_flags)
-from grader_cases import (MONKEYPATCH, ROOT, STEM, TWO_ANSWERS, answer_cells, deleted_answer,
+from grader_cases import (MONKEYPATCH, grading_processes, ROOT, STEM, TWO_ANSWERS, answer_cells, deleted_answer,
                           edited_check, forged_outputs, notebook, solved, untagged_answer)
 
 LIMITS = Limits(variants=("public", "hidden"))
@@ -176,6 +176,23 @@ def test_monkeypatching_the_checks_is_tampering(tmp_path):
         "check_fetch_all_urls")
 
 
+def test_the_package_names_loaded_on_first_use_are_fingerprinted(tmp_path):
+    """``asynclab`` loads ``run_virtual`` and the rest on first use; the judge loads them before
+    its fingerprint, so replacing one the notebook never touched is still seen."""
+    import asynclab
+
+    vars(asynclab).pop("run_virtual", None)  # as in a fresh kernel: not loaded yet
+    judge = grading_guard.install(STEM, ["fetch_all_urls"], reference_namespace())
+    original = asynclab.run_virtual
+    asynclab.run_virtual = lambda *args, **kwargs: None
+    try:
+        out = tmp_path / "verdict.json"
+        judge("fetch_all_urls", ("public",), str(out), "n", False)
+    finally:
+        asynclab.run_virtual = original
+    assert "asynclab.run_virtual" in json.loads(out.read_text())["tampering"]
+
+
 def test_patching_asyncio_or_the_clock_is_tampering():
     import asyncio
     import time
@@ -232,6 +249,51 @@ def test_check_exits_1_on_the_unsolved_exercise(capsys):
     out = capsys.readouterr().out
     assert "[FAIL] written: fetch_all_urls is not written yet" in out
     assert "0 of 1 exercise(s) passed" in out
+
+
+@pytest.mark.parametrize("folder, status", [("solutions", 0), ("exercises", 1)])
+def test_check_says_the_same_with_warm_and_cold_kernels_and_leaves_no_process(capsys, folder,
+                                                                              status):
+    path = str(ROOT / folder / f"{STEM}.ipynb")
+    assert main(["check", path]) == status
+    warm = capsys.readouterr().out
+    assert grading_processes() == []  # neither the kernel nor the zygote it was forked from
+    assert main(["check", path, "--cold-kernels"]) == status
+    assert capsys.readouterr().out == warm
+    assert grading_processes() == []
+
+
+def broken_zygote(tmp_path: Path, sandboxed: bool):
+    """A zygote that cannot start: ipykernel, as its environment finds it, fails to import."""
+    from asynclab.grading import sandbox, zygote
+    from asynclab.grading.kernel import host_kernel_env
+
+    broken = tmp_path / "broken"
+    (broken / "ipykernel").mkdir(parents=True)
+    (broken / "ipykernel" / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    env = sandbox.kernel_env() if sandboxed else host_kernel_env()
+    return zygote.Zygote({**env, "PYTHONPATH": str(broken)})
+
+
+def test_a_zygote_that_cannot_start_costs_speed_not_verdicts(tmp_path, monkeypatch, caplog):
+    """Kernels then start cold, with the same verdict; the reason is said once, and the broken
+    zygote is not started again for every notebook."""
+    import asyncio
+    import os
+
+    from asynclab.grading import zygote
+    from asynclab.grading.judge import judge_file
+
+    server = broken_zygote(tmp_path, sandboxed=False)
+    monkeypatch.setitem(zygote._ZYGOTES, (os.getpid(), False), server)
+    limits = Limits(warm_kernels=True, timeout_cell=30)
+    for folder, passed in [("solutions", True), ("exercises", False)]:
+        verdict = asyncio.run(judge_file(ROOT / folder / f"{STEM}.ipynb", ROOT, limits))
+        assert (verdict.status, verdict.passed) == ("graded", passed), verdict.to_dict(False)
+    said = [r.getMessage() for r in caplog.records if "kernels start cold" in r.getMessage()]
+    assert said == ["warm kernels: the zygote did not start (ImportError: broken on purpose); "
+                    "kernels start cold instead (slower, with the same verdicts)"]
+    assert grading_processes() == []
 
 
 @pytest.mark.parametrize("name, content, fragment", [

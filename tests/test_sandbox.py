@@ -315,6 +315,49 @@ def test_without_the_sandbox_the_attacks_succeed_and_the_run_says_so(tmp_path):
 
 # -- warm kernels (asynclab.grading.zygote): forked from one warm process, each still fresh -------
 
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandbox env", "grader env"])
+def test_the_zygote_forks_from_a_single_thread(sandboxed):
+    """A process with a second thread must not fork (a lock that thread holds stays locked in
+    the child for ever): the zygote's imports, its kernels' debugger among them, start no
+    thread, and nor do the check modules it imports while it waits."""
+    from asynclab.grading import zygote as zygotes
+
+    server = zygotes.zygote(sandboxed)
+    try:
+        with server._lock:
+            proc = psutil.Process(server._started().pid)
+        threads, last_cpu = [], -1.0
+        for _ in range(100):  # until it is idle (its later imports done), at most 10 s
+            threads.append(proc.num_threads())
+            cpu = sum(proc.cpu_times()[:2])
+            if cpu == last_cpu:
+                break
+            last_cpu = cpu
+            time.sleep(0.1)
+        assert len(threads) < 100, "the zygote never became idle"
+        assert set(threads) == {1}, threads
+    finally:
+        zygotes.close()
+
+
+def test_a_sandboxed_kernel_starts_cold_when_the_zygote_cannot_start(require_sandbox, tmp_path,
+                                                                     monkeypatch):
+    """The sandbox made for the warm kernel is not left waiting; the cold kernel passes."""
+    import asyncio
+
+    from asynclab.grading import zygote
+    from asynclab.grading.judge import Limits, judge_file
+    from grader_cases import grading_processes
+    from test_judge import broken_zygote
+
+    monkeypatch.setitem(zygote._ZYGOTES, (os.getpid(), True), broken_zygote(tmp_path, True))
+    limits = Limits(sandbox=True, warm_kernels=True, timeout_cell=30)
+    verdict = asyncio.run(judge_file(ROOT / "solutions" / f"{STEM}.ipynb", ROOT, limits))
+    assert (verdict.status, verdict.passed) == ("graded", True), verdict.to_dict(False)
+    assert grading_processes() == []
+    assert not [p for p in psutil.Process().children(recursive=True) if p.name() == "bwrap"]
+
+
 POLLUTE = '''
 import asyncio, builtins, threading, time
 import asynclab.checking

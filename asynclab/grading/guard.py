@@ -266,12 +266,14 @@ def install(notebook: str, exercises: list[str], namespace: dict[str, Any],
     (``asynclab.grading.idle``). ``plots``: the judge will draw timelines (matplotlib is
     imported now, before the fingerprint; without it, only if the notebook itself draws).
     """
-    import asynclab  # noqa: F401  (loads checks, timeline, vtime, blocking, measure)
+    import asynclab
     import asynclab.blocking
     import asynclab.checking  # noqa: F401
     import asynclab.fakes  # noqa: F401
     if plots:
         import asynclab.plotting  # noqa: F401  (drawn lazily by Timeline.png)
+    for name in asynclab.__all__:  # loaded on first use: loaded now, to be fingerprinted
+        getattr(asynclab, name)
     checks_module = _checks_module(notebook)
     checks = dict(checks_module.EXERCISES)
     if idle_report:

@@ -279,31 +279,43 @@ class KernelRun:
         self._on_kernel = on_kernel
         self._log = None
         self._shared: list[Path] = list(shared)
+        self._run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))  # the kernel's sockets
         if limits.sandbox:
             from asynclab.grading import sandbox
 
-            run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
-            self._shared.append(run_dir)
+            self._shared.append(self._run_dir)
             self.uid = sandbox.UIDS.take()
             if self.uid is not None:  # a root grader: the kernel's own user must write them,
                 for folder in self._shared:  # and root (without capabilities there) read
                     os.chown(folder, self.uid, self.uid)  # its connection file in run_dir
                     os.chmod(folder, 0o711)
-            spec = sandbox.SandboxSpec(run_dir, tuple(shared), warm=limits.warm_kernels)
-            if limits.warm_kernels:
+        else:
+            (workdir / "work").mkdir(exist_ok=True)
+        self.warm = limits.warm_kernels
+        self._prepare(self.warm)
+
+    def _prepare(self, warm: bool) -> None:
+        """The nbclient client and kernel manager of a warm kernel or a cold one. Over ipc
+        either way: its socket files say when the kernel listens (``_sockets_bound``)."""
+        limits, workdir = self.limits, self.workdir
+        if limits.sandbox:
+            from asynclab.grading import sandbox
+
+            spec = sandbox.SandboxSpec(self._run_dir, tuple(self._shared[:-1]), warm=warm)
+            if warm:
                 from asynclab.grading import zygote
 
                 argv = [*sandbox.bwrap_argv(spec), *zygote.placeholder_argv()]
             else:
                 argv = _kernel_argv(limits, sandbox.bwrap_argv(spec), self.uid)
-            self.client, self.km, self.nb = _make_client(cells, limits, argv, ipc_dir=run_dir)
-            if limits.warm_kernels:
-                self._use_warm_kernel(_warm_request(limits, self.uid, workdir / "kernel.log"))
         else:
-            (workdir / "work").mkdir(exist_ok=True)
-            self.client, self.km, self.nb = _make_client(cells, limits, _kernel_argv(limits))
-            if limits.warm_kernels:
-                self._use_warm_kernel(_warm_request(limits, None, workdir / "kernel.log", workdir))
+            argv = _kernel_argv(limits)
+        self.client, self.km, self.nb = _make_client(self.cells, limits, argv,
+                                                     ipc_dir=self._run_dir)
+        if warm:
+            workdir_if_unsandboxed = None if limits.sandbox else workdir
+            self._use_warm_kernel(_warm_request(limits, self.uid, workdir / "kernel.log",
+                                                workdir_if_unsandboxed))
 
     def _use_warm_kernel(self, request: dict[str, Any]) -> None:
         """Have the zygote make this kernel (``asynclab.grading.zygote``), instead of a new
@@ -318,8 +330,30 @@ class KernelRun:
 
     async def start(self) -> None:
         self._log = open(self.workdir / "kernel.log", "ab")  # noqa: SIM115 - closed in stop()
-        await self.km.start_kernel(cwd=str(self.workdir / ("." if self.limits.sandbox else "work")),
-                                   env=host_kernel_env(), stdout=self._log, stderr=self._log)
+        try:
+            await self._launch()
+        except Exception as exc:
+            from asynclab.grading import zygote
+
+            if not isinstance(exc, zygote.NoWarmKernel):
+                raise
+            zygote.say_cold(exc)
+            # The fork server failed (never the notebook: no notebook code has run yet). The
+            # kernel starts cold instead, which gives the same verdicts, only later.
+            self._log.write(f"asynclab: no warm kernel ({exc}); starting a cold one\n".encode())
+            self._log.flush()
+            provisioner = self.km.provisioner
+            kill_tree(getattr(provisioner, "pid", None))  # a sandbox waiting for it
+            with contextlib.suppress(Exception):
+                if getattr(provisioner, "process", None) is not None:
+                    await asyncio.to_thread(provisioner.process.wait, KILL_GRACE_S)
+            with contextlib.suppress(Exception):
+                pending = self.km.cleanup_resources()
+                if inspect.isawaitable(pending):
+                    await pending
+            self.warm = False
+            self._prepare(warm=False)
+            await self._launch()
         self.pid = getattr(self.km.provisioner, "pid", None)
         # A warm kernel is not a descendant of its sandbox's first process: watch and kill both.
         self.kernel_pid = getattr(self.km.provisioner, "kernel_pid", None)
@@ -329,6 +363,10 @@ class KernelRun:
         async with asyncio.timeout(self.limits.startup_timeout + KILL_GRACE_S):
             await self._sockets_bound()
             await self._connect()
+
+    async def _launch(self) -> None:
+        await self.km.start_kernel(cwd=str(self.workdir / ("." if self.limits.sandbox else "work")),
+                                   env=host_kernel_env(), stdout=self._log, stderr=self._log)
 
     async def _sockets_bound(self) -> None:
         """Over ``ipc``, wait until the kernel has made its sockets before connecting to them:
@@ -449,6 +487,7 @@ class KernelRun:
             self._on_kernel(None)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(wait_dead, procs, 3)
+            await self._reaped(timeout=2)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 if self.client.kc is not None:
@@ -465,6 +504,20 @@ class KernelRun:
 
             sandbox.UIDS.give_back(self.uid)
             self.uid = None
+
+    async def _reaped(self, timeout: float) -> None:
+        """Wait until jupyter_client can see that the killed kernel has exited.
+
+        Its shutdown polls every 0.1 s, and its first poll nearly always comes too early: a
+        killed process whose main thread is already a zombie (what ``wait_dead`` waits for)
+        is reported by ``waitpid`` only once its other threads have exited too, a few
+        milliseconds later. Polling here, finely, saves most of that 0.1 s per kernel.
+        """
+        provisioner = self.km.provisioner
+        deadline = time.monotonic() + timeout
+        while (provisioner is not None and await provisioner.poll() is None
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.002)
 
     def log_tail(self, lines: int = 5) -> str:
         with contextlib.suppress(OSError):

@@ -39,23 +39,25 @@ import ctypes
 import functools
 import importlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Zygote", "PRELOAD", "provisioner_class", "zygote", "placeholder_argv"]
+__all__ = ["Zygote", "NoWarmKernel", "PRELOAD", "provisioner_class", "zygote", "placeholder_argv"]
 
-# What every grading kernel imports (ipykernel, and what the course's notebooks and judge use),
-# imported once in the zygote. Host-only modules (nbformat, nbclient, the grader) stay out.
-# What every grading kernel imports (ipykernel; the course package, whose judge draws with
-# matplotlib), imported once in the zygote before it says it is ready. Host-only modules
-# (nbformat, nbclient, the grader) stay out.
+# What every grading kernel imports (ipykernel, and what it loads as it starts, its debugger
+# among them; the course package, whose judge draws with matplotlib), imported once in the
+# zygote before it says it is ready. Host-only modules (nbformat, nbclient, the grader) stay out.
 PRELOAD = (
-    "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "matplotlib", "matplotlib.figure",
+    "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython",
+    "IPython.core.completerlib", "IPython.extensions.storemagic", "sqlite3",
+    "tornado.platform.asyncio", "matplotlib", "matplotlib.figure",
     "matplotlib.font_manager", "matplotlib.backends.backend_agg", "matplotlib_inline.backend_inline",
     "asynclab", "asynclab.timeline", "asynclab.plotting", "asynclab.vtime", "asynclab.fakes",
     "asynclab.checking", "asynclab.checks", "asynclab.grading.guard", "asynclab.grading.kernel",
@@ -236,6 +238,12 @@ def serve() -> None:
 
 
 # -- in the grader ---------------------------------------------------------------------------
+class NoWarmKernel(RuntimeError):
+    """The zygote could not make a kernel: it would not start, died, or failed to fork. Never
+    the notebook's doing (no notebook code runs before the kernel exists): the grader starts a
+    cold kernel instead."""
+
+
 class Zygote:
     """The grader's handle on one zygote process; thread-safe; started on first use."""
 
@@ -243,24 +251,32 @@ class Zygote:
         self._env = env
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._failed: str | None = None  # why it could not start: it is not tried again
 
     def _started(self) -> subprocess.Popen:
         """The zygote process, started now unless it is running (call with ``_lock`` held)."""
+        if self._failed is not None:
+            raise NoWarmKernel(self._failed)
         if self._proc is None or self._proc.poll() is not None:
             self._proc = self._start()
         return self._proc
 
     def _start(self) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "asynclab.grading.zygote"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=self._env, cwd="/",
-                                start_new_session=True, text=True)
-        ready = proc.stdout.readline() if proc.stdout else ""
-        if not ready.startswith('{"ready"'):
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen([sys.executable, "-m", "asynclab.grading.zygote"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=errors, env=self._env, cwd="/",
+                                    start_new_session=True, text=True)
+            ready = proc.stdout.readline() if proc.stdout else ""
+            if ready.startswith('{"ready"'):
+                return proc
             proc.kill()
             proc.wait()
-            raise RuntimeError("the zygote did not start")
-        return proc
+            errors.seek(0)
+            said = [ln for ln in errors.read().decode(errors="replace").splitlines() if ln.strip()]
+        self._failed = ("warm kernels: the zygote did not start"
+                        + (f" ({said[-1].strip()})" if said else ""))
+        raise NoWarmKernel(self._failed)
 
     def warm_up(self) -> None:
         """Start the zygote now, in a thread of its own, so that its imports overlap the
@@ -280,14 +296,16 @@ class Zygote:
                 proc.stdin.write(json.dumps(request) + "\n")
                 proc.stdin.flush()
                 answer = json.loads(proc.stdout.readline() or '{"error": "the zygote died"}')
-            except (OSError, ValueError, RuntimeError) as exc:  # the next call starts a new one
+            except NoWarmKernel:
+                raise
+            except (OSError, ValueError) as exc:  # it died: the next call starts a new one
                 with contextlib.suppress(Exception):
                     if self._proc is not None:
                         self._proc.kill()
                 self._proc = None
-                raise RuntimeError(f"warm kernels: {type(exc).__name__}: {exc}") from None
+                raise NoWarmKernel(f"warm kernels: {type(exc).__name__}: {exc}") from None
         if "error" in answer:
-            raise RuntimeError(answer["error"])
+            raise NoWarmKernel(f"warm kernels: {answer['error']}")
         return int(answer["pid"])
 
     def close(self) -> None:
@@ -299,6 +317,15 @@ class Zygote:
                 self._proc = None
 
 
+def say_cold(reason: NoWarmKernel) -> None:
+    """Tell whoever runs the grader, once per process and reason, that kernels start cold."""
+    if str(reason) not in _SAID:
+        _SAID.add(str(reason))
+        logging.getLogger("asynclab.grading").warning(
+            "%s; kernels start cold instead (slower, with the same verdicts)", reason)
+
+
+_SAID: set[str] = set()
 _ZYGOTES: dict[tuple[int, bool], Zygote] = {}
 _ZYGOTES_LOCK = threading.Lock()
 
