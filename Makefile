@@ -4,6 +4,7 @@
 # Other targets: make venv (only build), make exercises (regenerate exercises/ from solutions/),
 # make index (regenerate the course map in notebooks/00_index.ipynb),
 # make bench (print the tracing-overhead ratio), make bench-grader (grading times, sandbox cost),
+# make bench-check (how long `asynclab check` takes, warm and cold kernels),
 # make site (the read-only web edition of the lessons, into site/).
 
 PYTHON ?= python3
@@ -46,7 +47,11 @@ if [ -z "$(BWRAP)" ]; then \
 fi
 endef
 
-.PHONY: venv lab test exercises index bench bench-grader site clean
+# Grading kernels write no bytecode (PYTHONDONTWRITEBYTECODE): the course package is compiled
+# here, once, and again by make test for the files that changed since.
+COMPILE_COURSE := $(BIN)/python -m compileall -q asynclab
+
+.PHONY: venv lab test exercises index bench bench-grader bench-check site clean
 
 venv: $(STAMP) $(LAB_SETTINGS)
 
@@ -56,6 +61,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@$(COMPILE_COURSE)
 	@touch $(STAMP)
 	@echo "The course environment is ready in $(VENV)/"
 
@@ -67,6 +73,7 @@ lab: $(STAMP) $(LAB_SETTINGS)
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks/00_index.ipynb $(ROOT_FLAG)
 
 test: $(STAMP) $(LAB_SETTINGS)
+	@$(COMPILE_COURSE)
 	@$(BROWSER_NOTE)
 	@$(SANDBOX_NOTE)
 	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; $(BROWSER_NOTE); $(SANDBOX_NOTE); exit $$status
@@ -128,6 +135,9 @@ bench: $(STAMP)
 
 bench-grader: $(STAMP)
 	$(BIN)/python scripts/bench_grader.py
+
+bench-check: $(STAMP)
+	$(BIN)/python scripts/bench_check.py
 
 site: $(STAMP)
 	$(BIN)/python scripts/build_site.py --out site

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from pathlib import Path
@@ -91,8 +92,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.cold_kernels:
         # The warm kernels' fork server starts first, so that its imports (ipykernel,
         # matplotlib, the course package) run while this process imports the judge and reads
-        # the notebooks: for one notebook that overlap is what makes it faster than a cold kernel.
-        zygote.zygote(sandboxed=False).warm_up()
+        # the notebooks: for one notebook that overlap is what makes it faster than a cold
+        # kernel. It does not import every notebook's checks: each kernel imports its own.
+        zygote.zygote(sandboxed=False, later=False).warm_up()
     try:
         from asynclab.grading.judge import UnusableInput, course_root
 
@@ -223,7 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    status = args.func(args)
+    if argv is None:  # the command itself, about to exit
+        # What is alive now stays alive until the exit: the collector need not walk it all
+        # again as the interpreter shuts down (measured: 0.1-0.2 s of every asynclab check).
+        gc.freeze()
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -371,14 +371,18 @@ def test_the_class_secret_is_made_once_and_private(tmp_path):
 
 
 def test_the_grading_tools_read_notebooks_without_building_iri_parsers():
-    """jsonschema imports rfc3987_syntax (0.9 s of Lark parsers) unless told it is absent;
-    the grading tools tell it, and notebooks are still read and validated."""
+    """jsonschema imports rfc3987_syntax (0.9 s of Lark parsers) and the other format checkers'
+    libraries unless told they are absent; the grading tools tell it, and notebooks are still
+    read and validated, a bad one refused."""
     code = ("import sys, asynclab.cli, nbformat\n"
             "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1')])\n"
             "nbformat.validate(nb)\n"
-            "print(sys.modules.get('rfc3987_syntax', 'absent'))\n")
+            "nb.cells[0].pop('source')\n"
+            "try:\n    nbformat.validate(nb)\nexcept nbformat.ValidationError:\n"
+            "    print('refused')\n"
+            "print(sys.modules.get('rfc3987_syntax', 'absent'), 'arrow' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "None"
+    assert out.stdout.split() == ["refused", "None", "False"]
 
 
 def test_every_checks_module_is_named_after_its_notebook():

@@ -23,9 +23,14 @@ Nothing here is imported by ``import asynclab``.
 
 import sys
 
-# jsonschema (which nbformat uses) imports rfc3987_syntax whenever it is installed, for the "iri"
-# formats that no notebook schema uses, and that module builds some thirty Lark parsers as it is
-# imported: about 0.9 s of every process that reads a notebook (python-jsonschema/jsonschema#1428).
-# The grading tools are such processes, started again and again (asynclab check, grade, Dask
-# workers): they tell Python the module is absent, and jsonschema goes on without those formats.
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+# jsonschema (which nbformat uses) imports a checker for each string format whose library is
+# installed, and nbformat validates without checking formats at all. The worst is rfc3987_syntax,
+# for the "iri" formats: it builds some thirty Lark parsers as it is imported, about 0.9 s of
+# every process that reads a notebook (python-jsonschema/jsonschema#1428); "duration" brings
+# isoduration and arrow (30 ms). The grading tools are such processes, started again and again
+# (asynclab check, grade, Dask workers): they tell Python these modules, which nothing else they
+# run uses, are absent, and jsonschema goes on without those formats.
+FORMAT_ONLY_MODULES = ("rfc3987_syntax", "rfc3987", "isoduration", "rfc3986_validator",
+                       "rfc3339_validator", "webcolors", "uri_template", "fqdn")
+for _name in FORMAT_ONLY_MODULES:
+    sys.modules.setdefault(_name, None)  # type: ignore[arg-type]

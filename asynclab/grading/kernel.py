@@ -44,6 +44,13 @@ def host_kernel_env() -> dict[str, str]:
     return env
 
 
+def without_debugger() -> None:
+    """Grading kernels have no debugger: nobody attaches one, and ipykernel imports debugpy for
+    it as it starts (0.1 s of every kernel). ipykernel starts without one when debugpy cannot
+    be imported; call this before importing ipykernel."""
+    sys.modules.setdefault("debugpy", None)  # type: ignore[arg-type]
+
+
 def apply_limits(memory_mb: int | None, file_mb: int | None, max_processes: int | None = None,
                  cpu_s: int | None = None) -> None:
     """Lower this process's limits, the hard limit too: notebook code cannot raise them again."""
@@ -103,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     if sys.path and sys.path[0] in ("", ".", os.getcwd()):
         del sys.path[0]
     sys.argv = [sys.argv[0], *rest]
+    without_debugger()
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()

@@ -51,12 +51,13 @@ from typing import Any
 
 __all__ = ["Zygote", "NoWarmKernel", "PRELOAD", "provisioner_class", "zygote", "placeholder_argv"]
 
-# What every grading kernel imports (ipykernel, and what it loads as it starts, its debugger
-# among them; the course package, whose judge draws with matplotlib), imported once in the
-# zygote before it says it is ready. Host-only modules (nbformat, nbclient, the grader) stay out.
+# What every grading kernel imports (ipykernel, and what it loads as it starts; the course
+# package, whose judge draws with matplotlib), imported once in the zygote before it says it is
+# ready. Host-only modules (nbformat, nbclient, the grader) stay out.
 PRELOAD = (
     "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython",
-    "IPython.core.completerlib", "IPython.extensions.storemagic", "sqlite3",
+    "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.oinspect",
+    "IPython.extensions.storemagic", "IPython.utils.wildcard", "code", "faulthandler", "sqlite3",
     "tornado.platform.asyncio", "matplotlib", "matplotlib.figure",
     "matplotlib.font_manager", "matplotlib.backends.backend_agg", "matplotlib_inline.backend_inline",
     "asynclab", "asynclab.timeline", "asynclab.plotting", "asynclab.vtime", "asynclab.fakes",
@@ -214,20 +215,25 @@ def _reap() -> None:
             return
 
 
-def serve() -> None:
-    """The zygote's loop: preload, then one kernel per request line, until stdin closes."""
+def serve(later: bool = True) -> None:
+    """The zygote's loop: preload, then one kernel per request line, until stdin closes.
+    ``later``: import the check modules while no request waits (not worth it for a few
+    notebooks: each kernel imports only its own)."""
     # It ends when the grader closes its stdin, or dies (no PR_SET_PDEATHSIG: that follows the
     # thread that started it, and a grader starts it from any of its threads).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # As the kernel launcher does: the folder it was started in is not an import location.
     if sys.path and sys.path[0] in ("", ".", os.getcwd()):
         del sys.path[0]
+    from asynclab.grading.kernel import without_debugger
+
+    without_debugger()  # as a cold grading kernel
     for name in PRELOAD:
         importlib.import_module(name)
     out = sys.stdout
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()
-    for line in _requests(_later_modules()):
+    for line in _requests(_later_modules() if later else []):
         _reap()
         try:
             answer = {"pid": _spawn(json.loads(line))}
@@ -247,8 +253,10 @@ class NoWarmKernel(RuntimeError):
 class Zygote:
     """The grader's handle on one zygote process; thread-safe; started on first use."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], later: bool = True) -> None:
+        """``later``: it imports every check module while idle (``serve``)."""
         self._env = env
+        self._later = later
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
         self._failed: str | None = None  # why it could not start: it is not tried again
@@ -263,7 +271,9 @@ class Zygote:
 
     def _start(self) -> subprocess.Popen:
         with tempfile.TemporaryFile() as errors:
-            proc = subprocess.Popen([sys.executable, "-m", "asynclab.grading.zygote"],
+            argv = [sys.executable, "-m", "asynclab.grading.zygote",
+                    *([] if self._later else ["--no-later"])]
+            proc = subprocess.Popen(argv,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=errors, env=self._env, cwd="/",
                                     start_new_session=True, text=True)
@@ -330,10 +340,10 @@ _ZYGOTES: dict[tuple[int, bool], Zygote] = {}
 _ZYGOTES_LOCK = threading.Lock()
 
 
-def zygote(sandboxed: bool = True) -> Zygote:
+def zygote(sandboxed: bool = True, later: bool = True) -> Zygote:
     """This grader process's zygote for sandboxed kernels, or for unsandboxed ones (their
     environments differ: the sandbox's, or the grader's own). One per process: a fork copies
-    none of it."""
+    none of it. ``later`` (see ``Zygote``) counts when this call makes it."""
     key = (os.getpid(), sandboxed)
     with _ZYGOTES_LOCK:
         found = _ZYGOTES.get(key)
@@ -349,7 +359,7 @@ def zygote(sandboxed: bool = True) -> Zygote:
                 from asynclab.grading.kernel import host_kernel_env
 
                 env = host_kernel_env()
-            found = _ZYGOTES[key] = Zygote(env)
+            found = _ZYGOTES[key] = Zygote(env, later)
         return found
 
 
@@ -487,4 +497,4 @@ async def _placeholder_pid(sandbox_pid: int, timeout: float = 30.0) -> int:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(later="--no-later" not in sys.argv[1:])
