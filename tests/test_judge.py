@@ -18,8 +18,9 @@ import pytest
 from asynclab.grading import guard as grading_guard
 from asynclab.checking import Report
 from asynclab.cli import main
-from asynclab.grading.judge import (Limits, UnusableInput, assemble, load_course_notebook, read_notebook,
-                            report_text, review_flags)
+from asynclab.grading.judge import (Limits, UnusableInput, assemble, defined_names,
+                                    load_course_notebook, read_notebook,
+                                    report_text, review_flags)
 from grader_cases import (MONKEYPATCH, grading_processes, ROOT, STEM, TWO_ANSWERS, answer_cells, deleted_answer,
                           edited_check, forged_outputs, notebook, solved, untagged_answer)
 
@@ -120,6 +121,17 @@ def test_answer_cells_are_matched_by_the_exercise_they_define(tmp_path):
     assert [c.exercises for c in answers] == [["lookup_all"], ["guarded_work"]]
     assert "def lookup_all" in answers[0].source
     assert "def guarded_work" in answers[1].source
+
+
+def test_an_answer_the_parser_cannot_take_is_still_matched_by_name():
+    """A cell nested too deep for the parser (MemoryError), with a null byte (ValueError on some
+    Pythons) or with a syntax error: its definitions are found by the regex fallback, and the
+    grader does not fail on it."""
+    too_deep = "x = " + "-" * 200_000 + "1\nasync def fetch_all_urls(urls, fetch): pass\n"
+    broken = "async def fetch_all_urls(urls, fetch):\n    return {\n"
+    nul = "async def fetch_all_urls(urls, fetch): pass\x00\n"
+    for source in (too_deep, broken, nul):
+        assert defined_names(source) == ["fetch_all_urls"]
 
 
 def test_review_flags_catch_tools_for_fooling_a_judge():
@@ -389,9 +401,39 @@ def test_every_checks_module_is_named_after_its_notebook():
     """notebook_stems() reads the stems from module names without importing them."""
     import importlib
 
-    from asynclab.checks import exercises_for, notebook_stems, registry
+    from asynclab.checks import exercise_names, exercises_for, notebook_stems, registry
 
     assert notebook_stems() == sorted(registry())
     for stem, checks in registry().items():
         assert importlib.import_module(f"asynclab.checks.nb{stem}").NOTEBOOK == stem
         assert exercises_for(stem) == checks
+        assert exercise_names(stem) == list(checks)  # read without importing the module
+
+
+def test_exercise_names_refuses_what_it_cannot_read(tmp_path, monkeypatch):
+    import asynclab.checks
+
+    module = tmp_path / "nb99_made_up.py"
+    monkeypatch.setattr(asynclab.checks, "module_file", lambda stem: module)
+    module.write_text('NAME = "b"\nEXERCISES = {"a": check_a, NAME: check_b}\n')
+    assert asynclab.checks.exercise_names("99_made_up") == ["a", "b"]
+    for bad in ['EXERCISES = {name(): check_a}\n', 'EXERCISES = {UNKNOWN: check_a}\n',
+                'EXERCISES = dict(a=check_a)\n']:
+        module.write_text(bad)
+        with pytest.raises(LookupError, match="nb99_made_up.py: EXERCISES must be a dict"):
+            asynclab.checks.exercise_names("99_made_up")
+
+
+def test_the_grader_reads_the_course_without_importing_the_checks():
+    """The host needs the exercises' names, not the checks: those import virtual time, pytest
+    (through looptime) and aiohttp, the kernel's business."""
+    code = ("import sys\n"
+            "from asynclab.grading.judge import course_notebooks, course_root, load_course_notebook\n"
+            "root = course_root(None)\n"
+            "for stem in course_notebooks(root):\n"
+            "    assert load_course_notebook(stem, root).exercises, stem\n"
+            "print([m for m in ('asynclab.checking', 'asynclab.timeline', 'looptime', 'pytest',\n"
+            "                   'aiohttp', 'matplotlib') if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -38,7 +38,6 @@ import os
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,8 +47,8 @@ from typing import Any, Awaitable, Callable
 import nbformat
 
 from asynclab.authoring import ANSWER_TAG, CHECK_TAG, make_exercise
-from asynclab.checking import Finding, Report
-from asynclab.checks import exercises_for, notebook_stems
+from asynclab.checks import exercise_names, module_file, notebook_stems, parse_python
+from asynclab.findings import Finding, Report
 from asynclab.grading.kernel_process import CellRun, KernelRun, Limits, raise_if_cancelling
 
 __all__ = ["UnusableInput", "Limits", "CourseNotebook", "ExerciseVerdict", "NotebookVerdict",
@@ -98,9 +97,8 @@ def tags(cell: dict) -> list[str]:
 
 def defined_names(source: str) -> list[str]:
     """Top-level functions and classes a cell defines (regex fallback when it does not parse)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
+    tree = parse_python(source)
+    if tree is None:
         return re.findall(r"^(?:async\s+def|def|class)\s+([A-Za-z_]\w*)", source, re.M)
     return [node.name for node in tree.body
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
@@ -139,13 +137,14 @@ def _course_digest(stem: str, template: Any) -> str:
     h = hashlib.sha256(GRADER_VERSION.encode())
     h.update(nbformat.writes(template).encode())
     package = Path(__file__).resolve().parent.parent
-    for name in ("grading/guard.py", "grading/judge.py", "checking.py", "fakes.py", "vtime.py"):
+    for name in ("grading/guard.py", "grading/judge.py", "checking.py", "findings.py", "fakes.py",
+                 "vtime.py"):
         with contextlib.suppress(OSError):
             h.update((package / name).read_bytes())
-    for check in exercises_for(stem).values():
-        module = sys.modules.get(check.__module__)
-        with contextlib.suppress(OSError, TypeError):
-            h.update(Path(module.__file__).read_bytes())  # type: ignore[union-attr,arg-type]
+    checks = module_file(stem)
+    if checks is not None:
+        with contextlib.suppress(OSError):
+            h.update(checks.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -159,7 +158,7 @@ def load_course_notebook(stem: str, root: Path) -> CourseNotebook:
     path = known[stem]
     notebook = nbformat.read(path, as_version=4)
     template = make_exercise(notebook, path.name) if path.parent.name == "solutions" else notebook
-    checks = list(exercises_for(stem))
+    checks = exercise_names(stem)
     slots: list[AnswerSlot] = []
     for index, cell in enumerate(template.cells):
         if cell.cell_type == "code" and ANSWER_TAG in tags(cell):
