@@ -14,7 +14,11 @@ of these holds, nothing can ever wake the kernel's event loop:
   to a pipe the loop watches);
 * no alarm is pending (``signal.alarm``, ``setitimer``) and no timer file descriptor is open
   (``os.timerfd_create``): either could wake the loop from outside its timer list;
-* the kernel's process uses no CPU.
+* the kernel's process uses no CPU;
+* and a cell is running. Between cells the kernel waits in that very state for the grader's
+  next request, for as long as the grader takes to send it (seconds, on a busy machine): that
+  wait is not the cell's, and is never counted (IPython's ``pre_run_cell`` and
+  ``post_run_cell`` events say when a cell runs).
 
 The sandbox's network is loopback only, and every process on it is counted above: no socket
 can receive anything. So a loop in that state stays in it for ever. This module runs inside the
@@ -76,26 +80,42 @@ def _has_timers(loop: asyncio.AbstractEventLoop) -> bool:
     return any(not h.cancelled() for h in list(getattr(loop, "_scheduled", [])))
 
 
-def start_reports(path: str | os.PathLike) -> threading.Thread:
+def _ipython() -> Any:
+    try:
+        return get_ipython()  # type: ignore[name-defined]  # noqa: F821
+    except NameError:
+        return None
+
+
+def start_reports(path: str | os.PathLike, shell: Any = None) -> threading.Event:
     """Start writing the idle report to ``path`` (call from the kernel's main thread, in a
-    cell, before any learner code: the threads and processes alive now are the baseline)."""
+    cell, before any learner code: the threads and processes alive now are the baseline).
+    ``shell``: whose cell events tell when a cell runs (the kernel's IPython by default;
+    without one, a cell is taken to be running all the time). Set the returned event to
+    stop the reports (a kernel never does: it is killed)."""
     loop = asyncio.get_event_loop()
     main = threading.main_thread().ident
     baseline_threads = {t.ident for t in threading.enumerate()}
     baseline_processes = _processes()
     target, scratch = Path(path), Path(f"{path}.tmp")
+    in_cell = [True]  # called from a cell, which is running now
+    shell = shell if shell is not None else _ipython()
+    if shell is not None:
+        shell.events.register("pre_run_cell", lambda *_: in_cell.__setitem__(0, True))
+        shell.events.register("post_run_cell", lambda *_: in_cell.__setitem__(0, False))
+
+    stop = threading.Event()
 
     def report() -> None:
         idle_since: float | None = None
         cpu = time.process_time()
-        while True:
-            time.sleep(INTERVAL_S)
+        while not stop.wait(INTERVAL_S):
             now, used = time.monotonic(), time.process_time()
             cpu, spent = used, used - cpu
             ready = len(getattr(loop, "_ready", ()))
             threads = {t.ident for t in threading.enumerate()} - baseline_threads - {
                 threading.get_ident()}
-            idle = (_in_loop_select(sys._current_frames().get(main)) and ready == 0
+            idle = (in_cell[0] and _in_loop_select(sys._current_frames().get(main)) and ready == 0
                     and not _has_timers(loop)
                     and not threads and _processes() <= baseline_processes
                     and spent < CPU_PER_INTERVAL_S and not _timers_outside_the_loop())
@@ -104,9 +124,8 @@ def start_reports(path: str | os.PathLike) -> threading.Thread:
                 "written_at": now, "idle_for": now - idle_since if idle_since else 0.0}))
             os.replace(scratch, target)
 
-    thread = threading.Thread(target=report, name="asynclab idle report", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=report, name="asynclab idle report", daemon=True).start()
+    return stop
 
 
 def read_report(path: str | os.PathLike) -> bool:

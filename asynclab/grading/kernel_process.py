@@ -195,12 +195,12 @@ def folder_mb(folders: list[Path], max_entries: int = 10_000) -> float:
     return total / (1024 * 1024) if entries < max_entries else float("inf")
 
 
-def _make_client(cells: list[Any], limits: Limits, argv: list[str],
-                 ipc_dir: Path | None = None):
+def _make_client(cells: list[Any], limits: Limits, argv: list[str], ipc_dir: Path):
     """An nbclient client for ``cells`` with our kernel spec and an output cap.
 
-    With ``ipc_dir``, the kernel and the grader talk over Unix sockets in that folder
-    (jupyter_client's ``ipc`` transport): the only way into a sandbox without a network.
+    The kernel and the grader talk over Unix sockets in ``ipc_dir`` (jupyter_client's ``ipc``
+    transport): the only way into a sandbox without a network and, in or out of one, socket
+    files that say when the kernel listens (``KernelRun._sockets_bound``).
     """
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
@@ -223,12 +223,9 @@ def _make_client(cells: list[Any], limits: Limits, argv: list[str],
                 return None
             return super().output(outs, msg, display_id, cell_index)
 
-    transport = {}
-    if ipc_dir is not None:
-        transport = {"transport": "ipc", "ip": str(ipc_dir / "kernel"),
-                     "connection_file": str(ipc_dir / "kernel.json")}
-    km = AsyncKernelManager(kernel_name="asynclab-grading",
-                            kernel_spec_manager=GradingKernelSpecs(), **transport)
+    km = AsyncKernelManager(kernel_name="asynclab-grading", kernel_spec_manager=GradingKernelSpecs(),
+                            transport="ipc", ip=str(ipc_dir / "kernel"),
+                            connection_file=str(ipc_dir / "kernel.json"))
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c.source) for c in cells]
     client = CappedClient(nb, km=km, allow_errors=True, startup_timeout=int(limits.startup_timeout),
@@ -278,6 +275,7 @@ class KernelRun:
         self._watchdog: asyncio.Task | None = None
         self._on_kernel = on_kernel
         self._log = None
+        self._given_shared = tuple(shared)
         self._shared: list[Path] = list(shared)
         self._run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))  # the kernel's sockets
         if limits.sandbox:
@@ -291,8 +289,7 @@ class KernelRun:
                     os.chmod(folder, 0o711)
         else:
             (workdir / "work").mkdir(exist_ok=True)
-        self.warm = limits.warm_kernels
-        self._prepare(self.warm)
+        self._prepare(warm=limits.warm_kernels)
 
     def _prepare(self, warm: bool) -> None:
         """The nbclient client and kernel manager of a warm kernel or a cold one. Over ipc
@@ -301,7 +298,7 @@ class KernelRun:
         if limits.sandbox:
             from asynclab.grading import sandbox
 
-            spec = sandbox.SandboxSpec(self._run_dir, tuple(self._shared[:-1]), warm=warm)
+            spec = sandbox.SandboxSpec(self._run_dir, self._given_shared, warm=warm)
             if warm:
                 from asynclab.grading import zygote
 
@@ -351,7 +348,6 @@ class KernelRun:
                 pending = self.km.cleanup_resources()
                 if inspect.isawaitable(pending):
                     await pending
-            self.warm = False
             self._prepare(warm=False)
             await self._launch()
         self.pid = getattr(self.km.provisioner, "pid", None)
