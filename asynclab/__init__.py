@@ -16,14 +16,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["check", "trace", "traced", "Timeline", "run_virtual", "HangError", "Stopwatch",
-           "timing"]
 __version__ = "0.1.0"
 
-_HOME = {"check": "asynclab.checks", "Stopwatch": "asynclab.measure", "timing": "asynclab.measure",
-         "Timeline": "asynclab.timeline", "trace": "asynclab.timeline",
-         "traced": "asynclab.timeline", "HangError": "asynclab.vtime",
-         "run_virtual": "asynclab.vtime"}
+# Each exported name, and the module it is loaded from on first use.
+_HOME = {"check": "asynclab.checks", "trace": "asynclab.timeline", "traced": "asynclab.timeline",
+         "Timeline": "asynclab.timeline", "run_virtual": "asynclab.vtime",
+         "HangError": "asynclab.vtime", "Stopwatch": "asynclab.measure",
+         "timing": "asynclab.measure"}
+__all__ = list(_HOME)
 
 if TYPE_CHECKING:  # pragma: no cover
     from asynclab.checks import check

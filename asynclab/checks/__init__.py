@@ -108,7 +108,7 @@ def exercises_for(notebook: str) -> dict[str, CheckFn]:
 
     Imports that notebook's module only (some import heavy libraries: aiohttp, for one).
     """
-    if notebook not in notebook_stems():
+    if module_file(notebook) is None:
         return {}
     module = importlib.import_module(f"{__name__}.nb{notebook}")
     return dict(module.EXERCISES)

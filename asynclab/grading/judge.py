@@ -49,7 +49,8 @@ import nbformat
 from asynclab.authoring import ANSWER_TAG, CHECK_TAG, make_exercise
 from asynclab.checks import exercise_names, module_file, notebook_stems, parse_python
 from asynclab.findings import Finding, Report
-from asynclab.grading.kernel_process import CellRun, KernelRun, Limits, raise_if_cancelling
+from asynclab.grading.kernel_process import (KILL_REASONS, CellRun, KernelRun, Limits,
+                                             raise_if_cancelling)
 
 __all__ = ["UnusableInput", "Limits", "CourseNotebook", "ExerciseVerdict", "NotebookVerdict",
            "course_root", "course_notebooks", "load_course_notebook", "read_notebook",
@@ -531,7 +532,7 @@ async def _attempt(state: _Judging, workdir: Path,
                 run = CellRun(cell.label, cell.role, "not run", run.seconds,
                               error="the notebook's time limit ran out")
             state.runs.setdefault(index, run)
-            if run.status in ("timeout", "hung", "died", "memory", "disk", "not run"):
+            if run.status in (*KILL_REASONS, "died", "not run"):
                 if run.status == "died":
                     run.traceback = run.traceback or kernel.log_tail()
                 return index, run

@@ -339,15 +339,8 @@ class KernelRun:
             # kernel starts cold instead, which gives the same verdicts, only later.
             self._log.write(f"asynclab: no warm kernel ({exc}); starting a cold one\n".encode())
             self._log.flush()
-            provisioner = self.km.provisioner
-            kill_tree(getattr(provisioner, "pid", None))  # a sandbox waiting for it
-            with contextlib.suppress(Exception):
-                if getattr(provisioner, "process", None) is not None:
-                    await asyncio.to_thread(provisioner.process.wait, KILL_GRACE_S)
-            with contextlib.suppress(Exception):
-                pending = self.km.cleanup_resources()
-                if inspect.isawaitable(pending):
-                    await pending
+            # A sandbox may be waiting for the warm kernel: it goes, with its manager.
+            await self._release(kill_tree(getattr(self.km.provisioner, "pid", None)))
             self._prepare(warm=False)
             await self._launch()
         self.pid = getattr(self.km.provisioner, "pid", None)
@@ -365,10 +358,8 @@ class KernelRun:
                                    env=host_kernel_env(), stdout=self._log, stderr=self._log)
 
     async def _sockets_bound(self) -> None:
-        """Over ``ipc``, wait until the kernel has made its sockets before connecting to them:
-        a client that connects first waits for zmq's next retry (measured: 65 ms a kernel)."""
-        if self.km.transport != "ipc":
-            return
+        """Wait until the kernel has made its ipc sockets before connecting to them: a client
+        that connects first waits for zmq's next retry (measured: 65 ms a kernel)."""
         files = [Path(f"{self.km.ip}-{port}") for port in
                  (self.km.shell_port, self.km.iopub_port, self.km.stdin_port,
                   self.km.control_port, self.km.hb_port)]
@@ -481,6 +472,18 @@ class KernelRun:
         self.pid = self.kernel_pid = None
         if self._on_kernel:
             self._on_kernel(None)
+        await self._release(procs)
+        if self._log is not None:
+            self._log.close()
+        if self.uid is not None:
+            from asynclab.grading import sandbox
+
+            sandbox.UIDS.give_back(self.uid)
+            self.uid = None
+
+    async def _release(self, procs: list[psutil.Process]) -> None:
+        """Once ``procs`` (killed) are gone, close the client's channels and free the kernel
+        manager's sockets and files; never raises."""
         with contextlib.suppress(Exception):
             await asyncio.to_thread(wait_dead, procs, 3)
             await self._reaped(timeout=2)
@@ -493,13 +496,6 @@ class KernelRun:
             pending = self.km.cleanup_resources()
             if inspect.isawaitable(pending):
                 await pending
-        if self._log is not None:
-            self._log.close()
-        if self.uid is not None:
-            from asynclab.grading import sandbox
-
-            sandbox.UIDS.give_back(self.uid)
-            self.uid = None
 
     async def _reaped(self, timeout: float) -> None:
         """Wait until jupyter_client can see that the killed kernel has exited.
